@@ -1,0 +1,1 @@
+"""smtpcore: a protocol-level SMTP client with a sans-IO core."""

@@ -1,0 +1,202 @@
+"""The block's data model: addresses, messages, server details, credentials.
+
+Constructors only store and coerce (None -> empty list, int -> enum member,
+``str`` -> :class:`EmailAddress`); validation happens when a message is sent,
+before any connection is opened, so that a half-built object can be passed
+around the way the seed platform's variables are.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Union
+
+__all__ = [
+    "BasicEmailSessionDetails",
+    "EmailAddress",
+    "EmailMessage",
+    "EmailMessageBodyFormat",
+    "EmailMessagePriority",
+    "ServerDetails",
+    "UserCredentials",
+]
+
+
+class EmailMessagePriority(enum.IntEnum):
+    """Message priority, with the seed platform's numeric values."""
+
+    NORMAL = 0
+    NON_URGENT = 1
+    URGENT = 2
+
+
+class EmailMessageBodyFormat(enum.IntEnum):
+    """Body format, with the seed platform's numeric values."""
+
+    TEXT = 0
+    HTML = 1
+
+
+AttachmentPath = Union[str, "os.PathLike[str]"]
+
+
+def _coerce_enum(enum_type: type[enum.IntEnum], value: Any, default: Any) -> Any:
+    """Map None to ``default`` and a known int to its member; keep anything
+    else as given so that validation can name it in an ``ArgumentError``."""
+    if value is None:
+        return default
+    if isinstance(value, enum_type):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return enum_type(value)
+        except ValueError:
+            return value
+    return value
+
+
+@dataclass
+class EmailAddress:
+    """A mailbox with an optional display name.
+
+    Args:
+        address: the addr-spec, e.g. ``"someone@example.com"``.
+        name: the display name, or None.
+    """
+
+    address: str | None
+    name: str | None = None
+
+    def __str__(self) -> str:
+        if self.name:
+            return f"{self.name} <{self.address}>"
+        return str(self.address)
+
+
+def _coerce_address(value: Any) -> Any:
+    return EmailAddress(value) if isinstance(value, str) else value
+
+
+def _coerce_addresses(values: Any) -> Any:
+    if values is None:
+        return None
+    if isinstance(values, (str, EmailAddress)):
+        values = [values]
+    try:
+        return [_coerce_address(v) for v in values]
+    except TypeError:
+        return values
+
+
+@dataclass
+class EmailMessage:
+    """An email message, in the seed block's constructor order.
+
+    Args:
+        to: recipients shown in the ``To`` header (``EmailAddress`` or str).
+        from_: the sender.
+        cc: recipients shown in the ``Cc`` header; None means none.
+        bcc: recipients that get the message but appear in no header.
+        priority: None means :attr:`EmailMessagePriority.NORMAL`.
+        subject: the subject, or None for no Subject header.
+        body_format: None means :attr:`EmailMessageBodyFormat.TEXT`.
+        body: the body text; None means an empty body.
+        attachments: file paths to attach; None means none.
+    """
+
+    to: list[EmailAddress] | None
+    from_: EmailAddress | None
+    cc: list[EmailAddress] | None = None
+    bcc: list[EmailAddress] | None = None
+    priority: EmailMessagePriority | None = None
+    subject: str | None = None
+    body_format: EmailMessageBodyFormat | None = None
+    body: str | None = None
+    attachments: list[AttachmentPath] | None = None
+
+    def __post_init__(self) -> None:
+        self.to = _coerce_addresses(self.to)
+        self.from_ = _coerce_address(self.from_)
+        self.cc = _coerce_addresses(self.cc) or []
+        self.bcc = _coerce_addresses(self.bcc) or []
+        self.priority = _coerce_enum(
+            EmailMessagePriority, self.priority, EmailMessagePriority.NORMAL
+        )
+        self.body_format = _coerce_enum(
+            EmailMessageBodyFormat, self.body_format, EmailMessageBodyFormat.TEXT
+        )
+        if self.attachments is None:
+            self.attachments = []
+        elif isinstance(self.attachments, (str, os.PathLike)):
+            self.attachments = [self.attachments]
+        else:
+            self.attachments = list(self.attachments)
+
+
+@dataclass
+class ServerDetails:
+    """Where the SMTP server is and how to reach it.
+
+    Args:
+        host: host name or IP address.
+        port: TCP port; 465 by default.
+        use_ssl: True for TLS from the first byte (implicit TLS); False to
+            connect in plain text and upgrade with STARTTLS when offered.
+    """
+
+    host: str | None
+    port: int = 465
+    use_ssl: bool = True
+
+
+@dataclass
+class UserCredentials:
+    """Credentials for SMTP AUTH.  The password never appears in ``repr()``.
+
+    Args:
+        username: the user name.
+        password: the password.
+        domain: the NTLM domain, if any.
+    """
+
+    username: str | None
+    password: str | None = field(default=None, repr=False)
+    domain: str | None = None
+
+
+class _Session(Protocol):
+    def close(self) -> None: ...
+
+
+@dataclass
+class BasicEmailSessionDetails:
+    """Server details and credentials; also holds the open session.
+
+    Args:
+        server_details: where to connect.
+        credentials: None to send without AUTH.
+
+    The session opened by :func:`smtpcore.send_email` with
+    ``close_session=False`` lives here until :meth:`close` (or the end of a
+    ``with`` block).
+    """
+
+    server_details: ServerDetails | None
+    credentials: UserCredentials | None = None
+    _session: _Session | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def close(self) -> None:
+        """Close the open session, if any.  Safe to call more than once."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+    def __enter__(self) -> BasicEmailSessionDetails:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

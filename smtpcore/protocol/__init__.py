@@ -1,0 +1,1 @@
+"""The sans-IO SMTP core: no sockets, no TLS, no clocks."""
