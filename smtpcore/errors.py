@@ -126,6 +126,7 @@ class SmtpCommandError(SmtpCoreError):
         command: the command verb, e.g. ``"MAIL FROM"`` or ``"RCPT TO"``.
         mailbox: the address concerned, or None.
         is_transient: True for a 4xx reply (retrying later may succeed).
+        rejected: for a refused recipient, every refused address -> reply.
     """
 
     def __init__(
@@ -135,8 +136,10 @@ class SmtpCommandError(SmtpCoreError):
         command: str,
         mailbox: str | None = None,
         message: str | None = None,
+        rejected: dict[str, SmtpReply] | None = None,
     ) -> None:
         self.kind = kind
+        self.rejected = dict(rejected or {})
         self.reply = reply
         self.command = command
         self.mailbox = mailbox

@@ -1,0 +1,93 @@
+"""Fixtures shared by tests/ and conformance/: real aiosmtpd servers on
+loopback with trustme certificates, and throw-away credentials."""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import trustme
+
+from smtpcore.models import BasicEmailSessionDetails, ServerDetails, UserCredentials
+from smtpcore.testserver import LocalSmtpServer
+
+USER = "sender@outlook.com"
+
+
+@pytest.fixture(scope="session")
+def password() -> str:
+    """A password made for this test run only."""
+    return secrets.token_urlsafe(18)
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@dataclass
+class Endpoint:
+    """A running server and what a client needs to use it."""
+
+    server: LocalSmtpServer
+    details: BasicEmailSessionDetails
+    context: ssl.SSLContext
+    password: str
+
+    @property
+    def options(self) -> dict[str, object]:
+        """Keyword options for send_email / SmtpClient."""
+        return {"tls_context": self.context, "timeout": 10.0}
+
+
+def _endpoint(server: LocalSmtpServer, use_ssl: bool, password: str) -> Endpoint:
+    server.reset()
+    return Endpoint(
+        server,
+        BasicEmailSessionDetails(
+            ServerDetails(server.host, server.port, use_ssl),
+            UserCredentials(USER, password),
+        ),
+        server.client_context(),
+        password,
+    )
+
+
+@pytest.fixture(scope="session")
+def _starttls_server(ca: trustme.CA, password: str) -> Iterator[LocalSmtpServer]:
+    with LocalSmtpServer(tls="starttls", users={USER: password}, ca=ca) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _implicit_server(ca: trustme.CA, password: str) -> Iterator[LocalSmtpServer]:
+    with LocalSmtpServer(tls="implicit", users={USER: password}, ca=ca) as server:
+        yield server
+
+
+@pytest.fixture
+def submission(_starttls_server: LocalSmtpServer, password: str) -> Iterator[Endpoint]:
+    """STARTTLS + AUTH, like port 587 (use_ssl=False)."""
+    endpoint = _endpoint(_starttls_server, False, password)
+    yield endpoint
+    endpoint.details.close()
+
+
+@pytest.fixture
+def smtps(_implicit_server: LocalSmtpServer, password: str) -> Iterator[Endpoint]:
+    """Implicit TLS + AUTH, like port 465 (use_ssl=True)."""
+    endpoint = _endpoint(_implicit_server, True, password)
+    yield endpoint
+    endpoint.details.close()
+
+
+@pytest.fixture(params=["starttls", "implicit"])
+def endpoint(
+    request: pytest.FixtureRequest, submission: Endpoint, smtps: Endpoint
+) -> Endpoint:
+    """Each test runs once over STARTTLS (587-like) and once over implicit
+    TLS (465-like)."""
+    return submission if request.param == "starttls" else smtps

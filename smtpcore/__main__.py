@@ -1,0 +1,7 @@
+"""``python -m smtpcore``: the command line."""
+
+import sys
+
+from smtpcore.cli import main
+
+sys.exit(main())

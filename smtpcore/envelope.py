@@ -1,0 +1,99 @@
+"""Input checks and message preparation shared by every way of sending.
+
+Everything here runs before a connection is opened, so bad input never
+costs a connection and never leaves a half-sent message behind.
+"""
+
+from __future__ import annotations
+
+import email.message
+from collections.abc import Sequence
+
+from smtpcore.errors import ArgumentError, PropertyEmptyError, PropertyNullError
+from smtpcore.mime import BuiltMessage, build_message, prepare_stdlib_message
+from smtpcore.models import EmailMessage, address_refusal, validate_message
+from smtpcore.protocol.address import mailbox_problem
+from smtpcore.protocol.data import check_raw_message
+
+__all__ = ["check_envelope", "check_raw_content", "prepare"]
+
+
+def check_envelope(sender: object, recipients: Sequence[object]) -> None:
+    """Check an envelope given directly (``send_raw``) or taken from a
+    stdlib message's headers.
+
+    Args:
+        sender: the envelope sender; ``""`` is the null reverse-path.
+        recipients: the envelope recipients.
+
+    Raises:
+        ArgumentError: a value is not a str.
+        PropertyEmptyError: there is no recipient.
+        SmtpCommandError: an address breaks RFC 5321 (501, 5.1.7 / 5.1.3).
+    """
+    if not isinstance(sender, str):
+        raise ArgumentError("from_addr", "the envelope sender must be a str")
+    # RFC 5321 4.5.5: an empty reverse-path is how bounces are sent.
+    if sender:
+        problem = mailbox_problem(sender)
+        if problem is not None:
+            raise address_refusal(sender, problem, sender=True)
+    if not recipients:
+        raise PropertyEmptyError("to_addrs", "a message needs at least one recipient")
+    for index, recipient in enumerate(recipients):
+        if not isinstance(recipient, str):
+            raise ArgumentError(f"to_addrs[{index}]", "recipients must be str")
+        problem = mailbox_problem(recipient)
+        if problem is not None:
+            raise address_refusal(recipient, problem, sender=False)
+
+
+def check_raw_content(data: object) -> None:
+    """Refuse message bytes that cannot go on the wire unchanged.
+
+    Raises:
+        ArgumentError: not bytes, or NUL / a line over 998 octets
+            (RFC 5321 4.5.3.1.6).
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ArgumentError("data", "the message must be bytes")
+    problem = check_raw_message(bytes(data))
+    if problem is not None:
+        raise ArgumentError("data", f"the message cannot be sent: {problem}")
+
+
+def prepare(message: object) -> BuiltMessage:
+    """Validate a message and build its wire form.
+
+    Args:
+        message: an :class:`~smtpcore.models.EmailMessage` or a stdlib
+            ``email.message.Message``.
+
+    Returns:
+        The :class:`~smtpcore.mime.BuiltMessage`.
+
+    Raises:
+        PropertyNullError, PropertyEmptyError, PropertyValueOutOfRangeError,
+        ArgumentError, FileNotFoundError, PermissionError, IsADirectoryError,
+        SmtpCommandError: see :func:`smtpcore.models.validate_message`.
+    """
+    if message is None:
+        raise PropertyNullError("message")
+    if isinstance(message, EmailMessage):
+        validate_message(message)
+        try:
+            return build_message(message)
+        except ValueError as exc:
+            raise ArgumentError("message", str(exc)) from exc
+    if isinstance(message, email.message.Message):
+        try:
+            built = prepare_stdlib_message(message)
+        except ValueError as exc:
+            raise ArgumentError("message", str(exc)) from exc
+        check_envelope(built.sender, built.recipients)
+        return built
+    raise ArgumentError(
+        "message",
+        "expected a smtpcore EmailMessage or an email.message.Message, "
+        f"not {type(message).__name__}",
+    )

@@ -1,0 +1,589 @@
+"""Message building: our :class:`~smtpcore.models.EmailMessage` -> wire bytes.
+
+Built on the stdlib :mod:`email` package.  Everything produced here is ready
+for DATA/BDAT as far as the message itself goes: CRLF line ends, no line over
+998 octets, 7-bit clean (8BITMIME and SMTPUTF8 come later).  Dot-stuffing and
+the DATA terminator belong to :mod:`smtpcore.protocol.data`, not here.
+
+Two entry points:
+
+* :func:`build_message` turns the block's data model into a message.
+* :func:`prepare_stdlib_message` sends a stdlib message as given, the way
+  :meth:`smtplib.SMTP.send_message` does.
+
+Both return a :class:`BuiltMessage`: the bytes plus the envelope.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import email.policy
+import email.utils
+import mimetypes
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage as StdlibEmailMessage
+from email.message import Message
+from email.policy import EmailPolicy
+
+from smtpcore.errors import ArgumentError
+from smtpcore.models import (
+    AttachmentPath,
+    EmailAddress,
+    EmailMessage,
+    EmailMessageBodyFormat,
+    EmailMessagePriority,
+)
+
+__all__ = ["MAX_LINE_OCTETS", "BuiltMessage", "build_message", "prepare_stdlib_message"]
+
+# RFC 5322 2.1.1 / RFC 5321 4.5.3.1.6: a line is at most 998 octets plus CRLF.
+MAX_LINE_OCTETS = 998
+
+# email.policy.SMTP with one change.  refold_source="none" only affects header
+# values stored as raw strings (``set_raw``), which we use solely for the
+# encoded-word fallback below: the default "long" would re-parse such a value,
+# decode our encoded words and write the decoded text back out, undoing the
+# very encoding it was meant to carry.  Values assigned the ordinary way
+# become header objects, which fold themselves under either setting.
+_POLICY = email.policy.SMTP.clone(refold_source="none")
+
+# Characters that end a line for Python's str.splitlines().  CR, LF and NUL
+# would let a value inject headers (RFC 5322 2.2 forbids them in field
+# bodies); the stdlib refuses the rest with a misleading message, so we name
+# them all up front.
+_HEADER_BREAKERS = re.compile(r"[\x00\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+# Text the stdlib's header writer would emit in a form that does not read
+# back as written; we write it as RFC 2047 encoded words ourselves.
+# - "=?": RFC 2047 6.1 has readers decode "=?charset?enc?text?=" wherever it
+#   may be an encoded word (the stdlib's reader even glued to other text or
+#   inside a quoted string), but the stdlib's writer leaves such text as is.
+# - Control characters: RFC 5322 3.2.3 and 3.2.5 keep them out of atoms,
+#   quoted strings and unstructured text (only the obsolete syntax has
+#   them); the stdlib's writer emits them raw and readers strip some of them.
+_NEEDS_ENCODED_WORDS = re.compile(r"=\?|[\x01-\x08\x0e-\x1f\x7f]")
+
+# RFC 2047 2: an encoded word is at most 75 characters, and a header line
+# should stay within 78 (RFC 5322 2.1.1).  39 octets of UTF-8 become 52
+# base64 characters, 64 with "=?utf-8?b?" and "?=", which leaves room for
+# "Subject: " or "From: " on the first line.
+_ENCODED_WORD_OCTETS = 39
+_FOLD = "\r\n "
+
+# RFC 2045 2.7: "7bit" data has lines of at most 998 octets and no NUL.
+_LONG_TEXT_LINE = re.compile(f"[^\n]{{{MAX_LINE_OCTETS + 1}}}")
+_LONG_WIRE_LINE = re.compile(b"[^\r\n]{%d}" % (MAX_LINE_OCTETS + 1))
+
+# RFC 2045 6.7 rules 2 and 3: the octets quoted-printable writes as themselves
+# (printable ASCII except "=", plus space, tab and line ends); every other
+# octet costs three characters.
+_QP_LITERAL = bytes(range(0x20, 0x7F)).replace(b"=", b"") + b"\t\n"
+
+# RFC 5322 3.6.4: id-right = dot-atom-text / no-fold-literal.
+_DOT_ATOM_TEXT = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z"
+)
+_NO_FOLD_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]\Z")
+
+_BODY_SUBTYPES: dict[object, str] = {
+    EmailMessageBodyFormat.TEXT: "plain",
+    EmailMessageBodyFormat.HTML: "html",
+}
+
+# "Priority" and "Importance" are RFC 2156 4.2.2 (MIXER) fields; "X-Priority"
+# is the de facto field Outlook and most other clients read.  NORMAL writes
+# none: absence already means normal to every reader.
+_PRIORITY_HEADERS: dict[object, tuple[tuple[str, str], ...]] = {
+    EmailMessagePriority.NORMAL: (),
+    EmailMessagePriority.URGENT: (
+        ("Priority", "urgent"),
+        ("X-Priority", "1 (Highest)"),
+        ("Importance", "high"),
+    ),
+    EmailMessagePriority.NON_URGENT: (
+        ("Priority", "non-urgent"),
+        ("X-Priority", "5 (Lowest)"),
+        ("Importance", "low"),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltMessage:
+    """A message ready to send, with its envelope.
+
+    Attributes:
+        data: the RFC 5322 message.  From :func:`build_message`: CRLF line
+            ends, no line over 998 octets, 7-bit clean.  From
+            :func:`prepare_stdlib_message`: CRLF line ends and no line over
+            998 octets; the body is as the caller encoded it.
+        sender: the envelope sender (MAIL FROM).
+        recipients: the envelope recipients (RCPT TO), duplicates removed.
+        message_id: the Message-ID header value with its angle brackets, or
+            None when the message has none.
+    """
+
+    data: bytes
+    sender: str
+    recipients: tuple[str, ...]
+    message_id: str | None
+
+
+# --------------------------------------------------------------------------
+# Our model -> bytes.
+# --------------------------------------------------------------------------
+
+
+def build_message(
+    message: EmailMessage, *, date: datetime | None = None
+) -> BuiltMessage:
+    """Build the wire form of one of our messages.
+
+    The headers are From, To, Cc (when there are any), Subject (unless None),
+    Date, Message-ID, MIME-Version, the priority headers, then the content
+    headers.  Bcc addresses are only in the envelope (RFC 5322 3.6.3 allows
+    either; leaving the field out is the only way no recipient sees them).
+    The body is one ``text/plain`` or ``text/html`` part in UTF-8, inside
+    ``multipart/mixed`` when there are attachments.
+
+    The model is expected to have passed ``validate_message``; the checks
+    here only stop values that would corrupt the message.
+
+    Args:
+        message: the message to build.
+        date: the Date header's value; None means now.  A naive datetime is
+            taken as local time.
+
+    Returns:
+        The bytes, the envelope (From's address; To, Cc then Bcc, duplicates
+        removed, comparing domains case-insensitively) and the Message-ID.
+
+    Raises:
+        ArgumentError: (a ``ValueError``) a header value contains a line
+            break or NUL, an address cannot be written into a header (a
+            non-ASCII local part needs SMTPUTF8, which is not supported yet),
+            an attachment's file name contains a line break, the body
+            contains a lone surrogate, or a header line would exceed 998
+            octets.  ``property_name`` names the offending value.
+        FileNotFoundError: an attachment does not exist.
+        PermissionError: an attachment cannot be read.
+        IsADirectoryError: an attachment is a directory.
+    """
+    if message.from_ is None:
+        raise ArgumentError("from_", "The message has no sender.")
+    to = list(message.to or [])
+    cc = list(message.cc or [])
+    bcc = list(message.bcc or [])
+    subtype = _body_subtype(message.body_format)
+    priority_headers = _priority_headers(message.priority)
+
+    msg = StdlibEmailMessage(policy=_POLICY)
+    sender_mailbox = _header_mailbox(message.from_, "from_")
+    _set_address_header(msg, "From", [sender_mailbox])
+    for field, addresses in (("To", to), ("Cc", cc)):
+        if addresses:
+            _set_address_header(
+                msg,
+                field,
+                [
+                    _header_mailbox(address, f"{field.lower()}[{index}]")
+                    for index, address in enumerate(addresses)
+                ],
+            )
+    if message.subject is not None:
+        _set_subject(msg, message.subject)
+    msg["Date"] = email.utils.format_datetime(_aware(date))
+    # Always pass a domain: make_msgid(domain=None) calls socket.getfqdn(),
+    # a DNS lookup per message.
+    message_id = email.utils.make_msgid(domain=_msgid_domain(sender_mailbox.domain))
+    msg["Message-ID"] = message_id
+    # Set before set_content(), which would otherwise append it after the
+    # content headers.
+    msg["MIME-Version"] = "1.0"
+    for name, value in priority_headers:
+        msg[name] = value
+
+    body = _normalise_line_ends(message.body or "")
+    msg.set_content(body, subtype=subtype, charset="utf-8", cte=_body_cte(body))
+    attachments = list(message.attachments or [])
+    if attachments:
+        # make_mixed() moves the content headers and body into a first
+        # subpart, keeping every other header (and its order) on top.
+        msg.make_mixed()
+        for index, path in enumerate(attachments):
+            msg.attach(_attachment_part(path, f"attachments[{index}]"))
+
+    data = msg.as_bytes()
+    # The encodings chosen above guarantee both properties for every body;
+    # only a header the folder cannot break (an addr-spec longer than any
+    # valid one) can fail here.
+    if not data.isascii():
+        raise ArgumentError("message", "The built message is not 7-bit clean.")
+    _check_line_lengths(data, "message")
+
+    sender = _address_text(message.from_, "from_")
+    envelope = [
+        _address_text(address, f"{field}[{index}]")
+        for field, addresses in (("to", to), ("cc", cc), ("bcc", bcc))
+        for index, address in enumerate(addresses)
+    ]
+    return BuiltMessage(data, sender, _dedupe(envelope), message_id)
+
+
+def _body_subtype(body_format: object) -> str:
+    subtype = _BODY_SUBTYPES.get(body_format)
+    if subtype is None:
+        raise ArgumentError("body_format", f"Unknown body format {body_format!r}.")
+    return subtype
+
+
+def _priority_headers(priority: object) -> tuple[tuple[str, str], ...]:
+    headers = _PRIORITY_HEADERS.get(priority)
+    if headers is None:
+        raise ArgumentError("priority", f"Unknown priority {priority!r}.")
+    return headers
+
+
+def _aware(date: datetime | None) -> datetime:
+    if date is None:
+        return datetime.now().astimezone()
+    if date.utcoffset() is None:
+        # format_datetime() would write a naive datetime with "-0000", which
+        # RFC 5322 3.3 defines as UTC: wrong unless this machine runs on UTC.
+        return date.astimezone()
+    return date
+
+
+def _normalise_line_ends(text: str) -> str:
+    # CRLF first, so that it becomes one line end and not two.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _body_cte(body: str) -> str:
+    """Pick the Content-Transfer-Encoding for a body with ``\\n`` line ends."""
+    if body.isascii() and "\0" not in body and not _LONG_TEXT_LINE.search(body):
+        return "7bit"
+    try:
+        raw = body.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ArgumentError(
+            "body", f"The body contains a lone surrogate at index {exc.start}."
+        ) from None
+    quoted_size = len(raw) + 2 * len(raw.translate(None, _QP_LITERAL))
+    base64_size = (len(raw) + 2) // 3 * 4
+    # Quoted-printable stays readable in the source of the message, so it is
+    # kept unless base64 is clearly (a tenth or more) shorter, as it is for
+    # text in non-Latin scripts where every character costs 6 to 12 octets.
+    if base64_size * 10 <= quoted_size * 9:
+        return "base64"
+    return "quoted-printable"
+
+
+def _attachment_part(path: AttachmentPath, where: str) -> StdlibEmailMessage:
+    file_path = os.fspath(path)
+    with open(file_path, "rb") as handle:
+        data = handle.read()
+    filename = os.path.basename(file_path)
+    _check_header_text(filename, where, "file name")
+    content_type, encoding = mimetypes.guess_type(file_path)
+    if (
+        content_type is None
+        # "x.tar.gz" guesses application/x-tar with encoding "gzip": the type
+        # of the content once decompressed, not of the bytes we send.
+        or encoding is not None
+        # RFC 2046 5.1.1 and 5.2.1: multipart and message/rfc822 bodies may
+        # not be base64-encoded, and only base64 carries arbitrary bytes.
+        or content_type.startswith(("multipart/", "message/"))
+    ):
+        content_type = "application/octet-stream"
+    maintype, _, subtype = content_type.partition("/")
+    part = StdlibEmailMessage(policy=_POLICY)
+    # Bytes and base64 for every type, text/* included, so that the file
+    # arrives octet for octet (no charset guess, no line-end conversion).
+    # A non-ASCII file name is written per RFC 2231 by the stdlib.
+    part.set_content(
+        data,
+        maintype,
+        subtype,
+        cte="base64",
+        disposition="attachment",
+        filename=filename,
+    )
+    # EmailMessage.set_content() adds MIME-Version, which RFC 2045 4 wants
+    # at the top level only.
+    del part["MIME-Version"]
+    return part
+
+
+# --------------------------------------------------------------------------
+# Headers.
+# --------------------------------------------------------------------------
+
+
+def _check_header_text(value: str, where: str, what: str = "value") -> None:
+    found = _HEADER_BREAKERS.search(value)
+    if found is not None:
+        raise ArgumentError(
+            where,
+            f"The {what} contains {found.group()!r}; line breaks and NUL "
+            "cannot be written into a header.",
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ArgumentError(
+            where, f"The {what} contains a lone surrogate at index {exc.start}."
+        ) from None
+
+
+def _set_subject(msg: Message, subject: str) -> None:
+    _check_header_text(subject, "subject")
+    if _NEEDS_ENCODED_WORDS.search(subject):
+        msg.set_raw("Subject", _FOLD.join(_encoded_words(subject)))
+    else:
+        # The policy encodes non-ASCII text per RFC 2047 and folds at 78.
+        msg["Subject"] = subject
+
+
+def _set_address_header(msg: Message, field: str, mailboxes: list[Address]) -> None:
+    if any(_NEEDS_ENCODED_WORDS.search(box.display_name) for box in mailboxes):
+        # Every display name of this field as encoded words, one mailbox per
+        # line; written raw so that the stdlib does not undo the encoding.
+        items = [
+            _FOLD.join([*_encoded_words(box.display_name), f"<{box.addr_spec}>"])
+            if box.display_name
+            else box.addr_spec
+            for box in mailboxes
+        ]
+        msg.set_raw(field, ("," + _FOLD).join(items))
+    else:
+        # str(Address) quotes a display name with specials; the policy then
+        # RFC 2047-encodes non-ASCII names and folds between mailboxes.
+        msg[field] = ", ".join(str(box) for box in mailboxes)
+
+
+def _header_mailbox(address: EmailAddress, where: str) -> Address:
+    addr = _address_text(address, where)
+    _check_header_text(addr, f"{where}.address", "address")
+    name = address.name or ""
+    _check_header_text(name, f"{where}.name", "display name")
+    local, at, domain = addr.rpartition("@")
+    if not at:
+        local, domain = addr, ""
+    if not local.isascii():
+        raise ArgumentError(
+            f"{where}.address",
+            f"The local part of {addr!r} is not ASCII; such an address can "
+            "only be sent with SMTPUTF8 (RFC 6531), which is not supported "
+            "yet.",
+        )
+    if not domain.isascii():
+        addr = f"{local}@{_a_label_domain(domain, f'{where}.address')}"
+    try:
+        return Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError, AttributeError) as exc:
+        # The stdlib's parser raises ValueError for most bad addresses, but
+        # IndexError for "" and AttributeError for "a@[1.2.3.4".
+        raise ArgumentError(
+            f"{where}.address", f"{addr!r} cannot be written into a header: {exc}"
+        ) from None
+
+
+def _address_text(address: EmailAddress, where: str) -> str:
+    if address is None or address.address is None:
+        raise ArgumentError(f"{where}.address", "The address is missing.")
+    return address.address
+
+
+def _a_label_domain(domain: str, where: str) -> str:
+    """RFC 5890 A-label form of a non-ASCII domain, for use in headers."""
+    # The stdlib codec implements IDNA 2003, whose mapping differs from IDNA
+    # 2008 for a few characters ("faß.de" becomes "fass.de", a different
+    # domain).  Accept the conversion only when it decodes back to the same
+    # name, so that we never address a different domain than the one given.
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+        back = ascii_domain.encode("ascii").decode("idna")
+    except UnicodeError:
+        back, ascii_domain = "", ""
+    if not ascii_domain or back != unicodedata.normalize("NFC", domain).lower():
+        raise ArgumentError(
+            where,
+            f"The domain {domain!r} has no unambiguous ASCII (IDNA) form; "
+            "give it in its xn-- form.",
+        )
+    return ascii_domain
+
+
+def _encoded_words(text: str) -> list[str]:
+    """RFC 2047 B-encoded words for ``text``, each at most 64 characters.
+
+    Words split between code points, never inside one's UTF-8 sequence
+    (RFC 2047 5, rule 3).  Header text is short, so a loop is fine here.
+    """
+    words: list[str] = []
+    chunk = bytearray()
+    for char in text:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > _ENCODED_WORD_OCTETS:
+            words.append(_encoded_word(bytes(chunk)))
+            chunk.clear()
+        chunk += encoded
+    if chunk or not words:
+        words.append(_encoded_word(bytes(chunk)))
+    return words
+
+
+def _encoded_word(octets: bytes) -> str:
+    return "=?utf-8?b?" + base64.b64encode(octets).decode("ascii") + "?="
+
+
+def _msgid_domain(domain: str) -> str:
+    """The right-hand side for a Message-ID: the sender's domain if it is a
+    valid RFC 5322 3.6.4 id-right (a name or a literal like ``[127.0.0.1]``),
+    else ``localhost``."""
+    if _DOT_ATOM_TEXT.match(domain) or _NO_FOLD_LITERAL.match(domain):
+        return domain
+    return "localhost"
+
+
+def _dedupe(addresses: Iterable[str]) -> tuple[str, ...]:
+    # RFC 5321 2.4: the local part may be case-sensitive, the domain is not.
+    # The first spelling wins.
+    seen: set[str] = set()
+    unique: list[str] = []
+    for address in addresses:
+        local, at, domain = address.rpartition("@")
+        key = f"{local}@{domain.lower()}" if at else address
+        if key not in seen:
+            seen.add(key)
+            unique.append(address)
+    return tuple(unique)
+
+
+def _check_line_lengths(data: bytes, where: str) -> None:
+    found = _LONG_WIRE_LINE.search(data)
+    if found is not None:
+        line_no = data.count(b"\n", 0, found.start()) + 1
+        raise ArgumentError(
+            where,
+            f"Line {line_no} of the message is longer than {MAX_LINE_OCTETS} "
+            "octets, which SMTP does not allow (RFC 5321 4.5.3.1.6); encode "
+            "the part with quoted-printable or base64.",
+        )
+
+
+# --------------------------------------------------------------------------
+# A stdlib message, sent as given.
+# --------------------------------------------------------------------------
+
+
+def prepare_stdlib_message(
+    msg: Message,
+    *,
+    from_addr: str | None = None,
+    to_addrs: Sequence[str] | None = None,
+) -> BuiltMessage:
+    """Prepare a stdlib message for sending, like ``smtplib.send_message``.
+
+    The envelope sender is ``from_addr`` or else the first address of the
+    Sender header or else of From; the recipients are ``to_addrs`` or else
+    every address in To, Cc and Bcc.  When the message has a Resent-Date
+    header these are Resent-Sender, Resent-From, Resent-To, Resent-Cc and
+    Resent-Bcc instead (RFC 5322 3.6.6).  Bcc and Resent-Bcc are left out of
+    the bytes; ``msg`` itself is not changed.  No Message-ID is added.
+
+    A message whose policy is an ``EmailPolicy`` (``email.policy.default``
+    and friends) is written with ``email.policy.SMTP``; a ``compat32``
+    message (``email.mime``, possibly holding ``email.header.Header``
+    objects, which ``EmailPolicy`` cannot fold) with its own policy and CRLF
+    line ends, as smtplib does.
+
+    Args:
+        msg: the message.
+        from_addr: the envelope sender; None to take it from the headers.
+        to_addrs: the envelope recipients; None to take them from the
+            headers.  A single string is one recipient.
+
+    Returns:
+        The bytes, the envelope (recipients de-duplicated as in
+        :func:`build_message`) and the Message-ID header's value or None.
+
+    Raises:
+        ArgumentError: (a ``ValueError``) the message has more than one
+            Resent- block, no sender or no recipient can be found, or a line
+            of the result is longer than 998 octets (e.g. a part set with
+            ``cte="8bit"`` or ``"7bit"`` and a long line).
+    """
+    resent = msg.get_all("Resent-Date")
+    if resent is None:
+        prefix = ""
+    elif len(resent) == 1:
+        prefix = "Resent-"
+    else:
+        # smtplib refuses this too: with several blocks the fields of the
+        # most recent one cannot be told apart reliably.
+        raise ArgumentError(
+            "message", "The message has more than one Resent- header block."
+        )
+
+    if from_addr is None:
+        field = prefix + ("Sender" if prefix + "Sender" in msg else "From")
+        sender = _first_address(msg, field)
+    else:
+        sender = from_addr
+
+    if to_addrs is None:
+        values = [
+            str(value)
+            for name in ("To", "Cc", "Bcc")
+            for value in msg.get_all(prefix + name) or ()
+        ]
+        # getaddresses() yields ("", "") for a group such as
+        # "undisclosed-recipients:;" and for what it cannot parse.
+        candidates = [addr for _, addr in email.utils.getaddresses(values) if addr]
+    elif isinstance(to_addrs, str):
+        candidates = [to_addrs]
+    else:
+        candidates = list(to_addrs)
+    recipients = _dedupe(candidates)
+    if not recipients:
+        raise ArgumentError("to_addrs", "The message has no recipients.")
+
+    # A shallow copy is enough: deleting a header replaces the copy's header
+    # list instead of editing the list it shares with ``msg``.
+    wire = copy.copy(msg)
+    del wire["Bcc"]
+    del wire["Resent-Bcc"]
+    policy = (
+        email.policy.SMTP
+        if isinstance(msg.policy, EmailPolicy)
+        else msg.policy.clone(linesep="\r\n")
+    )
+    data = wire.as_bytes(policy=policy)
+    _check_line_lengths(data, "message")
+
+    raw_id = msg.get("Message-ID")
+    message_id = None if raw_id is None else str(raw_id).strip() or None
+    return BuiltMessage(data, sender, recipients, message_id)
+
+
+def _first_address(msg: Message, field: str) -> str:
+    value = msg.get(field)
+    if value is None:
+        raise ArgumentError(
+            "from_addr", f"No from_addr was given and the message has no {field}."
+        )
+    pairs = email.utils.getaddresses([str(value)])
+    if not pairs or not pairs[0][1]:
+        raise ArgumentError(
+            "from_addr", f"No address could be read from the {field} header."
+        )
+    return pairs[0][1]

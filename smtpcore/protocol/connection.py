@@ -1,0 +1,342 @@
+"""``SmtpConnection``: the sans-IO SMTP client engine.
+
+It turns commands into bytes and received bytes into replies, and keeps the
+state that decides what may be sent next.  It does no I/O and knows no
+clock; the caller moves the bytes (see :mod:`smtpcore.protocol.dialogue` for
+the conversation built on it).
+
+Errors are converted here and only here: a command the protocol does not
+allow raises :class:`~smtpcore.errors.LocalProtocolError` before any byte
+exists and leaves the state alone; anything the server does wrong raises
+:class:`~smtpcore.errors.SmtpProtocolError` and breaks the connection for
+good (state ``ERROR``).  A negative reply is not an error here: it is an
+event like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Final
+
+from smtpcore.errors import LocalProtocolError, SmtpProtocolError
+from smtpcore.protocol.commands import (
+    Auth,
+    AuthCancel,
+    AuthResponse,
+    Command,
+    Data,
+    Ehlo,
+    Helo,
+    Mail,
+    Noop,
+    Quit,
+    Rcpt,
+    Rset,
+    StartTls,
+)
+from smtpcore.protocol.data import DataEncoder
+from smtpcore.protocol.extensions import Extensions
+from smtpcore.protocol.replies import ReplyParser, SmtpReply
+from smtpcore.protocol.state import (
+    MUST_BE_LAST,
+    REPLY_TRANSITIONS,
+    SEND_TRANSITIONS,
+    Kind,
+    Outcome,
+    State,
+)
+
+__all__ = ["NEED_DATA", "ConnectionClosed", "NeedData", "SmtpConnection"]
+
+transcript = logging.getLogger("smtpcore.transcript")
+
+_KIND_OF: Final[dict[type[object], Kind]] = {
+    Ehlo: Kind.EHLO,
+    Helo: Kind.HELO,
+    StartTls: Kind.STARTTLS,
+    Auth: Kind.AUTH,
+    AuthResponse: Kind.AUTH,
+    AuthCancel: Kind.AUTH,
+    Mail: Kind.MAIL,
+    Rcpt: Kind.RCPT,
+    Data: Kind.DATA,
+    Rset: Kind.RSET,
+    Noop: Kind.NOOP,
+    Quit: Kind.QUIT,
+}
+
+
+class NeedData:
+    """Sentinel event: no complete reply yet; feed more bytes."""
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = NeedData()
+
+
+class ConnectionClosed:
+    """Event: the server closed the connection (EOF) with no complete reply
+    left to read.  ``partial`` is True if a reply was cut off midway."""
+
+    __slots__ = ("partial",)
+
+    def __init__(self, partial: bool) -> None:
+        self.partial = partial
+
+    def __repr__(self) -> str:
+        return f"ConnectionClosed(partial={self.partial})"
+
+
+Event = SmtpReply | NeedData | ConnectionClosed
+
+
+def _outcome(code: int) -> Outcome:
+    if code < 300:
+        return Outcome.POSITIVE
+    if code < 400:
+        return Outcome.INTERMEDIATE
+    return Outcome.NEGATIVE
+
+
+def _log_line(command: Command) -> str:
+    if isinstance(command, Auth):
+        # Never log a SASL payload: PLAIN's initial response is the password.
+        tail = "" if command.initial_response is None else " <redacted>"
+        return "AUTH " + command.mechanism.decode("ascii") + tail
+    if isinstance(command, AuthResponse):
+        return "<redacted>"
+    return command.to_bytes()[:-2].decode("utf-8", "replace")
+
+
+class SmtpConnection:
+    """The state of one SMTP client connection, without any I/O.
+
+    Typical use: ``wire = conn.send(cmd)``; write ``wire``; feed whatever
+    arrives to :meth:`receive_data` (``b""`` for EOF) and call
+    :meth:`next_event` until it returns a reply instead of ``NEED_DATA``.
+    """
+
+    def __init__(self, *, tls: bool = False) -> None:
+        """Args:
+            tls: True when the transport already runs TLS (implicit TLS).
+        """
+        self._state = State.GREETING
+        self._parser = ReplyParser()
+        # The greeting is the first reply owed to us (RFC 5321 3.1).
+        self._pending: deque[Kind] = deque([Kind.GREETING])
+        self._extensions = Extensions.none()
+        self._encoder: DataEncoder | None = None
+        self._eof = False
+        self.tls_active = tls
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state(self) -> State:
+        """The current :class:`State`."""
+        return self._state
+
+    @property
+    def extensions(self) -> Extensions:
+        """Capabilities from the last successful EHLO; empty after HELO and
+        discarded on a TLS upgrade (RFC 3207 4.2)."""
+        return self._extensions
+
+    @property
+    def pending(self) -> tuple[Kind, ...]:
+        """What the outstanding replies will answer, oldest first."""
+        return tuple(self._pending)
+
+    @property
+    def idle(self) -> bool:
+        """True when ready for a new transaction with no reply outstanding."""
+        return self._state is State.READY and not self._pending
+
+    # ----------------------------------------------------------------- sending
+
+    def send(self, command: Command) -> bytes:
+        """Check ``command`` against the state and return its bytes.
+
+        Args:
+            command: the command to send.
+
+        Returns:
+            The bytes to write, CRLF included.
+
+        Raises:
+            LocalProtocolError: the command is not allowed now: wrong state,
+                a reply outstanding that must be waited for, pipelining not
+                offered, or an AUTH response without a 334 to answer.
+        """
+        kind = _KIND_OF[type(command)]
+        target = self._check_send(kind, command.verb)
+        if kind is Kind.AUTH and self._state is State.AUTH and isinstance(
+            command, Auth
+        ):
+            raise LocalProtocolError("AUTH is already in progress")
+        if isinstance(command, (AuthResponse, AuthCancel)) and self._state is not State.AUTH:
+            raise LocalProtocolError("an AUTH response needs a 334 challenge first")
+        if kind is Kind.STARTTLS and self.tls_active:
+            raise LocalProtocolError("TLS is already active")
+        data = command.to_bytes()
+        self._state = target
+        self._pending.append(kind)
+        if transcript.isEnabledFor(logging.DEBUG):
+            transcript.debug("C: %s", _log_line(command))
+        return data
+
+    def send_content(self, data: bytes, *, end: bool = False) -> bytes:
+        """Encode message content for the wire (after ``354``).
+
+        Line ends are normalised to CRLF and lines starting with "." are
+        doubled (RFC 5321 4.5.2), also across calls.
+
+        Args:
+            data: the next piece of the raw message.
+            end: True for the last piece: the end-of-data marker
+                ``CRLF . CRLF`` is appended and the final reply becomes due.
+
+        Returns:
+            The bytes to write.
+
+        Raises:
+            LocalProtocolError: not after a 354, or the content contains NUL
+                or a line longer than 998 octets.  The caller must then drop
+                the connection: closing without the marker is the only way
+                to make the server discard a partial message.
+        """
+        if self._state is not State.CONTENT:
+            raise LocalProtocolError(f"message content not allowed: {self._state.value}")
+        if self._encoder is None:
+            self._encoder = DataEncoder()
+        try:
+            wire = self._encoder.feed(data)
+            if end:
+                wire += self._encoder.finish()
+        except ValueError as exc:
+            self._state = State.ERROR
+            raise LocalProtocolError(f"message content refused: {exc}") from exc
+        if end:
+            self._encoder = None
+            self._check_send(Kind.CONTENT, "message content")
+            self._state = State.CONTENT_DONE
+            self._pending.append(Kind.CONTENT)
+            if transcript.isEnabledFor(logging.DEBUG):
+                transcript.debug("C: <message content>")
+        return wire
+
+    def _check_send(self, kind: Kind, verb: str) -> State:
+        target = SEND_TRANSITIONS[self._state].get(kind)
+        if target is None:
+            raise LocalProtocolError(f"{verb} not allowed: {self._state.value}")
+        if self._pending:
+            # RFC 2920 3.1: without PIPELINING the client waits for every
+            # reply, and even with it some commands end a group.
+            if not self._extensions.pipelining:
+                raise LocalProtocolError(
+                    f"{verb} not allowed before the reply to {self._pending[-1].value}: "
+                    "the server does not offer PIPELINING"
+                )
+            if self._pending[-1] in MUST_BE_LAST:
+                raise LocalProtocolError(
+                    f"{verb} must wait for the reply to {self._pending[-1].value}"
+                )
+        return target
+
+    # --------------------------------------------------------------- receiving
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes received from the server; ``b""`` means EOF.
+
+        Raises:
+            SmtpProtocolError: a reply line is longer than the parser's
+                bound (checked as the bytes arrive).
+        """
+        if not data:
+            self._eof = True
+            return
+        try:
+            self._parser.feed(data)
+        except SmtpProtocolError:
+            self._state = State.ERROR
+            raise
+
+    def next_event(self) -> Event:
+        """Return the next complete reply, ``NEED_DATA`` or ``ConnectionClosed``.
+
+        Raises:
+            SmtpProtocolError: the server broke the protocol: a malformed
+                reply, a reply nobody asked for, a reply the command does
+                not allow (e.g. 354 to MAIL), or bytes injected after the
+                STARTTLS 220.
+        """
+        if self._state is State.ERROR:
+            raise SmtpProtocolError("the connection is broken by an earlier protocol error")
+        try:
+            reply = self._parser.next_reply()
+        except SmtpProtocolError:
+            self._state = State.ERROR
+            raise
+        if reply is None:
+            if self._eof:
+                self._state = State.CLOSED
+                return ConnectionClosed(partial=self._parser.buffered > 0)
+            return NEED_DATA
+        if transcript.isEnabledFor(logging.DEBUG):
+            transcript.debug("S: %s", reply)
+        self._on_reply(reply)
+        return reply
+
+    def _on_reply(self, reply: SmtpReply) -> None:
+        if not self._pending:
+            if reply.code == 421:
+                # RFC 5321 3.8: a server may announce shutdown at any time.
+                self._state = State.CLOSED
+                return
+            self._fail(f"unsolicited reply {reply}")
+        kind = self._pending.popleft()
+        key = (kind, _outcome(reply.code))
+        if key not in REPLY_TRANSITIONS:
+            self._fail(f"reply {reply.code} is not a valid answer to {kind.value}")
+        if reply.code == 421:
+            # RFC 5321 3.8: 421 means the server is closing the channel.
+            self._state = State.CLOSED
+            self._pending.clear()
+            return
+        target = REPLY_TRANSITIONS[key]
+        if target is not None and not self._pending:
+            self._state = target
+        if kind is Kind.EHLO and reply.is_positive:
+            self._extensions = Extensions.from_ehlo(reply)
+        elif kind is Kind.HELO and reply.is_positive:
+            self._extensions = Extensions.none()
+        elif kind is Kind.STARTTLS and reply.is_positive and self._parser.buffered:
+            # RFC 3207 4.2 / CVE-2011-0411: bytes after the 220 were sent in
+            # clear and would be read as if they came over TLS.
+            self._fail("data injected after the STARTTLS 220 reply")
+
+    def _fail(self, message: str) -> None:
+        self._state = State.ERROR
+        raise SmtpProtocolError(message)
+
+    # ---------------------------------------------------------------- TLS
+
+    def tls_started(self) -> None:
+        """Tell the engine the transport finished the TLS handshake.
+
+        Everything learned before TLS is discarded and EHLO is due again
+        (RFC 3207 4.2: "the client MUST discard any knowledge obtained from
+        the server ... which was not obtained from the TLS negotiation").
+
+        Raises:
+            LocalProtocolError: no STARTTLS 220 was received.
+        """
+        if self._state is not State.TLS_UPGRADE:
+            raise LocalProtocolError(f"no TLS upgrade is due: {self._state.value}")
+        self._parser.clear()
+        self._extensions = Extensions.none()
+        self._state = State.HELLO
+        self.tls_active = True

@@ -1,0 +1,63 @@
+"""``send_email``: the block's semantics on top of :class:`SmtpClient`.
+
+The open session lives on the :class:`BasicEmailSessionDetails` between
+calls, exactly as the block keeps it on its InputOutput variable: the first
+call opens it, later calls reuse it (reconnecting transparently if the server
+dropped it while idle), and ``close_session=True`` or ``details.close()``
+ends it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smtpcore.client import SmtpClient
+from smtpcore.envelope import prepare
+from smtpcore.models import BasicEmailSessionDetails, EmailMessage, validate_session_details
+from smtpcore.protocol.dialogue import SendResult
+
+__all__ = ["send_email"]
+
+
+def send_email(
+    message: EmailMessage,
+    session_details: BasicEmailSessionDetails,
+    close_session: bool = True,
+    **options: Any,
+) -> SendResult:
+    """Send ``message`` using the session kept on ``session_details``.
+
+    Args:
+        message: the message to send.
+        session_details: server details and credentials; it also holds the
+            open session between calls.
+        close_session: close the session after sending (the block's
+            default); False keeps it open for the next call.
+        **options: :class:`SmtpClient` keyword options (``timeout``,
+            ``tls_context``, ``starttls``, ...) used when a session is
+            opened, and ``allow_partial`` (see :meth:`SmtpClient.send`).
+
+    Returns:
+        The :class:`SendResult`.
+
+    Raises:
+        PropertyNullError, PropertyEmptyError, PropertyValueOutOfRangeError,
+        ArgumentError, FileNotFoundError, PermissionError, IsADirectoryError:
+            invalid input; raised before any connection is opened.
+        SmtpCommandError: an address breaks RFC 5321 (before connecting), or
+            the server refused the sender, a recipient or the message.
+        EmailSessionError: the session could not be opened or broke.
+        SmtpProtocolError: the server broke the protocol.
+    """
+    allow_partial = bool(options.pop("allow_partial", False))
+    validate_session_details(session_details)
+    built = prepare(message)
+    client = session_details._session
+    if not isinstance(client, SmtpClient):
+        client = SmtpClient(session_details, **options)
+        session_details._session = client
+    try:
+        return client._deliver(built, allow_partial)
+    finally:
+        if close_session:
+            session_details.close()
