@@ -15,7 +15,12 @@ from smtpcore import EmailAddress, EmailMessage, send_email
 from smtpcore.demo import ATTACHMENT_TEXT, SEED_EXAMPLES, attachment_files, load_example
 from smtpcore.testserver import ReceivedMessage
 
-SEED_PAGE = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_07fdc04334be5b3a.txt"
+SEED_PAGE = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "seeds"
+    / "000_07fdc04334be5b3a.txt"
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,9 @@ def deliver(endpoint: Endpoint, message: EmailMessage) -> ReceivedMessage:
     return received
 
 
-@pytest.mark.skipif(not SEED_PAGE.exists(), reason="shared/seeds is not beside the checkout")
+@pytest.mark.skipif(
+    not SEED_PAGE.exists(), reason="shared/seeds is not beside the checkout"
+)
 def test_examples_are_the_seed_pages_own() -> None:
     page = SEED_PAGE.read_text(encoding="utf-8")
     for example in SEED_EXAMPLES:
@@ -47,7 +54,9 @@ def test_single_recipient(endpoint: Endpoint, folder: str) -> None:
     assert got.mail_from == "sender@outlook.com"
     assert got.rcpt_tos == ("recipient@outlook.com",)
     mail = got.parsed()
-    assert mail["To"] == "recipient@outlook.com" and mail["From"] == "sender@outlook.com"
+    assert (
+        mail["To"] == "recipient@outlook.com" and mail["From"] == "sender@outlook.com"
+    )
     assert mail["Subject"] == "Example email subject"
     assert mail.get_content_type() == "text/plain"
     assert mail.get_content().rstrip("\r\n") == "Example email body"
@@ -58,19 +67,29 @@ def test_single_recipient(endpoint: Endpoint, folder: str) -> None:
 
 def test_multiple_recipients(endpoint: Endpoint, folder: str) -> None:
     got = deliver(endpoint, load_example(SEED_EXAMPLES[1], folder))
-    want = ("recipient1@outlook.com", "recipient2@outlook.com", "recipient3@outlook.com")
+    want = (
+        "recipient1@outlook.com",
+        "recipient2@outlook.com",
+        "recipient3@outlook.com",
+    )
     assert got.mail_from == "sender@gmail.com" and got.rcpt_tos == want
     assert [a.addr_spec for a in got.parsed()["To"].addresses] == list(want)
 
 
 def test_cc(endpoint: Endpoint, folder: str) -> None:
     got = deliver(endpoint, load_example(SEED_EXAMPLES[2], folder))
-    assert got.rcpt_tos == ("recipient@outlook.com", "cc1@outlook.com", "cc2@outlook.com")
+    assert got.rcpt_tos == (
+        "recipient@outlook.com",
+        "cc1@outlook.com",
+        "cc2@outlook.com",
+    )
     cc = got.parsed()["Cc"]
     assert [a.addr_spec for a in cc.addresses] == ["cc1@outlook.com", "cc2@outlook.com"]
 
 
-def test_bcc_gets_the_message_but_no_header_names_it(endpoint: Endpoint, folder: str) -> None:
+def test_bcc_gets_the_message_but_no_header_names_it(
+    endpoint: Endpoint, folder: str
+) -> None:
     # The seed: "the same approach would be used ... with BCC addresses".
     message = load_example(SEED_EXAMPLES[2], folder)
     message.cc, message.bcc = [], [EmailAddress("bcc1@outlook.com", "Hidden One")]
@@ -94,18 +113,25 @@ def test_html_body(endpoint: Endpoint, folder: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("index", "names"), [(5, ["attachment.txt"]), (6, ["attachment1.txt", "attachment2.txt"])]
+    ("index", "names"),
+    [(5, ["attachment.txt"]), (6, ["attachment1.txt", "attachment2.txt"])],
 )
-def test_attachments(endpoint: Endpoint, folder: str, index: int, names: list[str]) -> None:
+def test_attachments(
+    endpoint: Endpoint, folder: str, index: int, names: list[str]
+) -> None:
     mail = deliver(endpoint, load_example(SEED_EXAMPLES[index], folder)).parsed()
     assert mail.get_content_type() == "multipart/mixed"
     body = mail.get_body(("plain",))
-    assert body is not None and body.get_content().rstrip("\r\n") == "Example email body"
+    assert (
+        body is not None and body.get_content().rstrip("\r\n") == "Example email body"
+    )
     attachments = list(mail.iter_attachments())
     assert [part.get_filename() for part in attachments] == names
     for part in attachments:
         assert part.get_content_type() == "text/plain"
-        assert part.get_payload(decode=True) == ATTACHMENT_TEXT[part.get_filename() or ""]
+        assert (
+            part.get_payload(decode=True) == ATTACHMENT_TEXT[part.get_filename() or ""]
+        )
         assert part.get_content_disposition() == "attachment"
 
 
@@ -113,8 +139,12 @@ def test_attachment_bytes_arrive_exactly(endpoint: Endpoint, tmp_path: Path) -> 
     data = bytes(range(256)) * 64 + b"\r\n.\r\n\x00\r.\n"
     path = tmp_path / "raw data.bin"
     path.write_bytes(data)
-    message = EmailMessage([EmailAddress("recipient@outlook.com")], "sender@outlook.com",
-                           subject="binary", attachments=[os.fspath(path)])
+    message = EmailMessage(
+        [EmailAddress("recipient@outlook.com")],
+        "sender@outlook.com",
+        subject="binary",
+        attachments=[os.fspath(path)],
+    )
     mail = deliver(endpoint, message).parsed()
     [part] = list(mail.iter_attachments())
     assert part.get_filename() == "raw data.bin"

@@ -47,7 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(sys.stdout)
         except ImportError as exc:
-            print(f"smtpcore demo needs the test extra ({exc.name} is missing): "
-                  "pip install 'smtpcore[test]'", file=sys.stderr)
+            print(
+                f"smtpcore demo needs the test extra ({exc.name} is missing): "
+                "pip install 'smtpcore[test]'",
+                file=sys.stderr,
+            )
             return 2
     return 2  # pragma: no cover - argparse rejects unknown commands

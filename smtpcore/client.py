@@ -7,12 +7,13 @@ conversation asks for; every SMTP decision is made in the dialogue.
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import select
 import socket
 import ssl
 from collections.abc import Iterable, Sequence
-from typing import Literal, TypeVar, Union
+from typing import Literal, TypeVar
 
 from smtpcore.envelope import check_envelope, check_raw_content, prepare
 from smtpcore.errors import (
@@ -22,7 +23,11 @@ from smtpcore.errors import (
     SmtpProtocolError,
 )
 from smtpcore.mime import BuiltMessage
-from smtpcore.models import BasicEmailSessionDetails, EmailMessage, validate_session_details
+from smtpcore.models import (
+    BasicEmailSessionDetails,
+    EmailMessage,
+    validate_session_details,
+)
 from smtpcore.protocol.dialogue import (
     Conversation,
     Dialogue,
@@ -38,8 +43,8 @@ __all__ = ["RawItem", "SendItem", "SmtpClient", "StartTlsPolicy"]
 
 T = TypeVar("T")
 StartTlsPolicy = Literal["auto", "required", "never"]
-RawItem = tuple[str, Union[str, Sequence[str]], bytes]
-SendItem = Union[EmailMessage, email.message.Message, RawItem]
+RawItem = tuple[str, str | Sequence[str], bytes]
+SendItem = EmailMessage | email.message.Message | RawItem
 
 # One recv() per Read request: 64 KiB holds any normal reply group whole and
 # bounds what a single call can hand the parser (which bounds lines itself).
@@ -96,7 +101,9 @@ class SmtpClient:
     ) -> None:
         validate_session_details(session_details)
         if starttls not in ("auto", "required", "never"):
-            raise ValueError(f"starttls must be 'auto', 'required' or 'never', not {starttls!r}")
+            raise ValueError(
+                f"starttls must be 'auto', 'required' or 'never', not {starttls!r}"
+            )
         self._details = session_details
         self._timeout = timeout
         self._data_timeout = data_timeout
@@ -173,7 +180,11 @@ class SmtpClient:
             if sock is not None:
                 sock.close()
             raise classify(
-                exc, host=host, port=port, phase=phase, use_ssl=use_ssl,
+                exc,
+                host=host,
+                port=port,
+                phase=phase,
+                use_ssl=use_ssl,
                 timeout=self._timeout,
             ) from exc
 
@@ -183,7 +194,11 @@ class SmtpClient:
         Never raises; safe to call more than once.
         """
         dialogue = self._dialogue
-        if self._sock is not None and dialogue is not None and not dialogue.conn.pending:
+        if (
+            self._sock is not None
+            and dialogue is not None
+            and not dialogue.conn.pending
+        ):
             try:
                 self._run(dialogue.quit())
             except SmtpCoreError:
@@ -195,10 +210,8 @@ class SmtpClient:
     def _drop(self) -> None:
         sock, self._sock, self._dialogue = self._sock, None, None
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
     def __enter__(self) -> SmtpClient:
         self.connect()
@@ -259,14 +272,22 @@ class SmtpClient:
             if isinstance(request, Read):
                 phase: Phase = "io"
                 waiting_for, timeout, in_doubt = (
-                    request.waiting_for, request.timeout, request.in_doubt,
+                    request.waiting_for,
+                    request.timeout,
+                    request.in_doubt,
                 )
             else:
                 phase = "io" if isinstance(request, Write) else "handshake"
                 waiting_for, timeout, in_doubt = "", self._timeout, False
             raise classify(
-                exc, host=host, port=port, phase=phase, use_ssl=use_ssl,
-                waiting_for=waiting_for, timeout=timeout, in_doubt=in_doubt,
+                exc,
+                host=host,
+                port=port,
+                phase=phase,
+                use_ssl=use_ssl,
+                waiting_for=waiting_for,
+                timeout=timeout,
+                in_doubt=in_doubt,
             ) from exc
         except SmtpProtocolError:
             self._drop()
@@ -342,7 +363,9 @@ class SmtpClient:
         recipients = (to_addrs,) if isinstance(to_addrs, str) else tuple(to_addrs)
         check_envelope(from_addr, recipients)
         check_raw_content(data)
-        return self._deliver(BuiltMessage(data, from_addr, recipients, None), allow_partial)
+        return self._deliver(
+            BuiltMessage(data, from_addr, recipients, None), allow_partial
+        )
 
     def send_many(
         self, items: Iterable[SendItem], *, allow_partial: bool = False

@@ -39,7 +39,7 @@ class SeedExample:
 # Copied verbatim from the block's reference page (a test checks this).
 SEED_EXAMPLES: tuple[SeedExample, ...] = (
     SeedExample(
-        'Sending an email to a single recipient',
+        "Sending an email to a single recipient",
         '{"To": [{"Name": null, "Address": "recipient@outlook.com"}], '
         '"From": {"Name": null, "Address": "sender@outlook.com"}, "Cc": [], '
         '"Bcc": [],"Priority": null, "Subject": "Example email subject", '
@@ -47,7 +47,7 @@ SEED_EXAMPLES: tuple[SeedExample, ...] = (
         False,
     ),
     SeedExample(
-        'Sending an email to multiple recipients',
+        "Sending an email to multiple recipients",
         '{"To":  [{"Name":  null,  "Address":  "recipient1@outlook.com"}, '
         ' {"Name":  null,  "Address":  "recipient2@outlook.com"}, {"Name": null, '
         '"Address": "recipient3@outlook.com"}], "From": {"Name": null, '
@@ -57,7 +57,7 @@ SEED_EXAMPLES: tuple[SeedExample, ...] = (
         True,
     ),
     SeedExample(
-        'Sending an email with CC or BCC addresses',
+        "Sending an email with CC or BCC addresses",
         '{"To": [{"Name": null, "Address": "recipient@outlook.com"}], '
         '"From": {"Name": null, "Address": "sender@outlook.com"}, '
         '"Cc": [{"Name": null, "Address": "cc1@outlook.com"}, {"Name": null, '
@@ -67,7 +67,7 @@ SEED_EXAMPLES: tuple[SeedExample, ...] = (
         False,
     ),
     SeedExample(
-        'Sending an email with a different priority',
+        "Sending an email with a different priority",
         '{"To": [{"Name": null, "Address": "recipient@outlook.com"}], '
         '"From": {"Name": null, "Address": "sender@outlook.com"}, "Cc": [], '
         '"Bcc": [], "Priority": EmailMessagePriority.Urgent, '
@@ -76,7 +76,7 @@ SEED_EXAMPLES: tuple[SeedExample, ...] = (
         False,
     ),
     SeedExample(
-        'Sending an email with a HTML body',
+        "Sending an email with a HTML body",
         '{"To": [{"Name": null, "Address": "recipient@outlook.com"}], '
         '"From": {"Name": null, "Address": "sender@outlook.com"}, "Cc": [], '
         '"Bcc": [], "Priority": null, "Subject": "Example email subject", '
@@ -85,7 +85,7 @@ SEED_EXAMPLES: tuple[SeedExample, ...] = (
         False,
     ),
     SeedExample(
-        'Sending an email with a single attachment',
+        "Sending an email with a single attachment",
         '{"To": [{"Name": null, "Address": "recipient@outlook.com"}], '
         '"From": {"Name": null, "Address": "sender@outlook.com"}, "Cc": [], '
         '"Bcc": [], "Priority": null, "Subject": "Example email subject", '
@@ -94,7 +94,7 @@ SEED_EXAMPLES: tuple[SeedExample, ...] = (
         False,
     ),
     SeedExample(
-        'Sending an email with mutiple attachments',
+        "Sending an email with mutiple attachments",
         '{"To": [{"Name": null, "Address": "recipient@outlook.com"}], '
         '"From": {"Name": null, "Address": "sender@outlook.com"}, "Cc": [], '
         '"Bcc": [], "Priority": null, "Subject": "Example email subject", '
@@ -149,35 +149,53 @@ def run_demo(out: TextIO) -> int:
 
     user = "sender@outlook.com"
     password = secrets.token_urlsafe(16)  # made per run, never stored
-    with LocalSmtpServer(tls="starttls", users={user: password}) as server, \
-            attachment_files() as folder:
+    with (
+        LocalSmtpServer(tls="starttls", users={user: password}) as server,
+        attachment_files() as folder,
+    ):
         details = BasicEmailSessionDetails(
             ServerDetails(server.host, server.port, use_ssl=False),
             UserCredentials(user, password),
         )
-        print(f"Local SMTP server on {server.host}:{server.port} "
-              "(aiosmtpd, STARTTLS with a trustme certificate, AUTH required)", file=out)
+        print(
+            f"Local SMTP server on {server.host}:{server.port} "
+            "(aiosmtpd, STARTTLS with a trustme certificate, AUTH required)",
+            file=out,
+        )
         with details:
             for number, example in enumerate(SEED_EXAMPLES, 1):
                 message = load_example(example, folder)
                 result = send_email(
-                    message, details, close_session=False,
+                    message,
+                    details,
+                    close_session=False,
                     tls_context=server.client_context(),
                 )
                 print(f"{number}. {example.title}: {result.reply}", file=out)
         received = server.wait_for_messages(len(SEED_EXAMPLES))
-        print(f"\nThe server received {len(received)} messages over "
-              f"{server.connections} connection(s):", file=out)
+        print(
+            f"\nThe server received {len(received)} messages over "
+            f"{server.connections} connection(s):",
+            file=out,
+        )
         for number, item in enumerate(received, 1):
             parsed = item.parsed()
             parts = [part for part in parsed.walk() if not part.is_multipart()]
             files = [p.get_filename() for p in parts if p.get_filename()]
             body = parsed.get_body(("html", "plain"))
-            print(f"{number}. from {item.mail_from} to {', '.join(item.rcpt_tos)} "
-                  f"(TLS={item.tls}, AUTH={item.auth_user})", file=out)
-            print(f"   Subject: {parsed['Subject']}  Cc: {parsed['Cc'] or '-'}  "
-                  f"X-Priority: {parsed['X-Priority'] or '-'}", file=out)
+            print(
+                f"{number}. from {item.mail_from} to {', '.join(item.rcpt_tos)} "
+                f"(TLS={item.tls}, AUTH={item.auth_user})",
+                file=out,
+            )
+            print(
+                f"   Subject: {parsed['Subject']}  Cc: {parsed['Cc'] or '-'}  "
+                f"X-Priority: {parsed['X-Priority'] or '-'}",
+                file=out,
+            )
             content = body.get_content().strip() if body is not None else ""
             kind = body.get_content_type() if body is not None else "-"
-            print(f"   Body ({kind}): {content!r}  Attachments: {files or '-'}", file=out)
+            print(
+                f"   Body ({kind}): {content!r}  Attachments: {files or '-'}", file=out
+            )
         return 0 if len(received) == len(SEED_EXAMPLES) else 1

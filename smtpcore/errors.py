@@ -238,8 +238,7 @@ REASON_INFO: dict[EmailSessionReason, ReasonInfo] = {
     ),
     EmailSessionReason.CRL_SERVER_DOWN: ReasonInfo(
         201,
-        "Revocation checking is on and the certificate's CRL could not be "
-        "fetched.",
+        "Revocation checking is on and the certificate's CRL could not be fetched.",
         "Retry later, check that this machine can reach the CRL URL, or turn "
         "off check_revocation.",
     ),
@@ -258,13 +257,11 @@ REASON_INFO: dict[EmailSessionReason, ReasonInfo] = {
     EmailSessionReason.CONNECTION_TIMEOUT: ReasonInfo(
         102,
         "Connecting, the greeting or a reply took longer than the timeout.",
-        "Check that the host and port are right and reachable, or raise "
-        "timeout.",
+        "Check that the host and port are right and reachable, or raise timeout.",
     ),
     EmailSessionReason.CONNECTION_LOST: ReasonInfo(
         103,
-        "The server closed or reset the connection in the middle of the "
-        "session.",
+        "The server closed or reset the connection in the middle of the session.",
         "Retry; if it persists, the server may be refusing this client "
         "(rate limits, blocklists) - check its logs.",
     ),
@@ -331,6 +328,4 @@ class EmailSessionError(SmtpCoreError):
             if delivery_unknown
             else ""
         )
-        super().__init__(
-            f"{reason.value}{where}: {detail}{unknown} Fix: {reason.fix}"
-        )
+        super().__init__(f"{reason.value}{where}: {detail}{unknown} Fix: {reason.fix}")

@@ -518,9 +518,9 @@ def prepare_stdlib_message(
 
     Raises:
         ArgumentError: (a ``ValueError``) the message has more than one
-            Resent- block, no sender or no recipient can be found, or a line
-            of the result is longer than 998 octets (e.g. a part set with
-            ``cte="8bit"`` or ``"7bit"`` and a long line).
+            Resent- block, no sender can be found, or a line of the result
+            is longer than 998 octets (e.g. a part set with ``cte="8bit"``
+            or ``"7bit"`` and a long line).
     """
     resent = msg.get_all("Resent-Date")
     if resent is None:
@@ -553,9 +553,9 @@ def prepare_stdlib_message(
         candidates = [to_addrs]
     else:
         candidates = list(to_addrs)
+    # An empty result is returned as is: whether a message without
+    # recipients is an error is the envelope check's decision.
     recipients = _dedupe(candidates)
-    if not recipients:
-        raise ArgumentError("to_addrs", "The message has no recipients.")
 
     # A shallow copy is enough: deleting a header replaces the copy's header
     # list instead of editing the list it shares with ``msg``.

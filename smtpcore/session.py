@@ -13,7 +13,11 @@ from typing import Any
 
 from smtpcore.client import SmtpClient
 from smtpcore.envelope import prepare
-from smtpcore.models import BasicEmailSessionDetails, EmailMessage, validate_session_details
+from smtpcore.models import (
+    BasicEmailSessionDetails,
+    EmailMessage,
+    validate_session_details,
+)
 from smtpcore.protocol.dialogue import SendResult
 
 __all__ = ["send_email"]

@@ -45,7 +45,9 @@ def default_context() -> ssl.SSLContext:
     return context
 
 
-def _certificate_reason(exc: ssl.SSLCertVerificationError) -> tuple[EmailSessionReason, str]:
+def _certificate_reason(
+    exc: ssl.SSLCertVerificationError,
+) -> tuple[EmailSessionReason, str]:
     code = exc.verify_code
     message = exc.verify_message
     if code == _NOT_YET_VALID:
@@ -132,8 +134,12 @@ def classify(
     ):
         detail = f"TLS failed ({exc.reason or exc.__class__.__name__})"
     else:
-        during = f"while waiting for {waiting_for}" if waiting_for else f"during {phase}"
-        detail = f"the connection was closed or reset {during} ({exc.__class__.__name__})"
+        during = (
+            f"while waiting for {waiting_for}" if waiting_for else f"during {phase}"
+        )
+        detail = (
+            f"the connection was closed or reset {during} ({exc.__class__.__name__})"
+        )
     return EmailSessionError(
         reason, detail, host=host, port=port, delivery_unknown=in_doubt
     )

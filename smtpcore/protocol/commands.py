@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from smtpcore.errors import LocalProtocolError
 from smtpcore.protocol.address import mailbox_problem
@@ -36,7 +36,9 @@ __all__ = [
 _FORBIDDEN = re.compile(rb"[\r\n\x00]")
 # RFC 5321 4.1.2: esmtp-param = esmtp-keyword ["=" esmtp-value]; esmtp-value
 # is any CHAR except "=", SP and controls.  RFC 6531 3.3 admits UTF-8 there.
-_ESMTP_PARAM = re.compile(rb"[A-Za-z0-9][A-Za-z0-9-]*(=[\x21-\x3c\x3e-\x7e\x80-\xff]+)?")
+_ESMTP_PARAM = re.compile(
+    rb"[A-Za-z0-9][A-Za-z0-9-]*(=[\x21-\x3c\x3e-\x7e\x80-\xff]+)?"
+)
 # RFC 5321 4.1.1.1: the EHLO/HELO argument is a Domain or an address literal;
 # we only insist on one printable token, the server judges the rest.
 _HELLO_DOMAIN = re.compile(rb"[\x21-\x7e]{1,255}")
@@ -67,7 +69,9 @@ def _check_path(verb: str, path: bytes, *, allow_empty: bool) -> None:
 def _check_params(verb: str, params: tuple[bytes, ...]) -> None:
     for param in params:
         if not _ESMTP_PARAM.fullmatch(param):
-            raise LocalProtocolError(f"{verb} parameter {param!r} is not an esmtp-param")
+            raise LocalProtocolError(
+                f"{verb} parameter {param!r} is not an esmtp-param"
+            )
 
 
 def _with_params(line: bytes, params: tuple[bytes, ...]) -> bytes:
@@ -242,6 +246,17 @@ class Quit:
         return b"QUIT\r\n"
 
 
-Command = Union[
-    Ehlo, Helo, StartTls, Auth, AuthResponse, AuthCancel, Mail, Rcpt, Data, Rset, Noop, Quit
-]
+Command = (
+    Ehlo
+    | Helo
+    | StartTls
+    | Auth
+    | AuthResponse
+    | AuthCancel
+    | Mail
+    | Rcpt
+    | Data
+    | Rset
+    | Noop
+    | Quit
+)

@@ -121,7 +121,7 @@ class SmtpConnection:
 
     def __init__(self, *, tls: bool = False) -> None:
         """Args:
-            tls: True when the transport already runs TLS (implicit TLS).
+        tls: True when the transport already runs TLS (implicit TLS).
         """
         self._state = State.GREETING
         self._parser = ReplyParser()
@@ -173,11 +173,16 @@ class SmtpConnection:
         """
         kind = _KIND_OF[type(command)]
         target = self._check_send(kind, command.verb)
-        if kind is Kind.AUTH and self._state is State.AUTH and isinstance(
-            command, Auth
+        if (
+            kind is Kind.AUTH
+            and self._state is State.AUTH
+            and isinstance(command, Auth)
         ):
             raise LocalProtocolError("AUTH is already in progress")
-        if isinstance(command, (AuthResponse, AuthCancel)) and self._state is not State.AUTH:
+        if (
+            isinstance(command, (AuthResponse, AuthCancel))
+            and self._state is not State.AUTH
+        ):
             raise LocalProtocolError("an AUTH response needs a 334 challenge first")
         if kind is Kind.STARTTLS and self.tls_active:
             raise LocalProtocolError("TLS is already active")
@@ -209,7 +214,9 @@ class SmtpConnection:
                 to make the server discard a partial message.
         """
         if self._state is not State.CONTENT:
-            raise LocalProtocolError(f"message content not allowed: {self._state.value}")
+            raise LocalProtocolError(
+                f"message content not allowed: {self._state.value}"
+            )
         if self._encoder is None:
             self._encoder = DataEncoder()
         try:
@@ -237,8 +244,8 @@ class SmtpConnection:
             # reply, and even with it some commands end a group.
             if not self._extensions.pipelining:
                 raise LocalProtocolError(
-                    f"{verb} not allowed before the reply to {self._pending[-1].value}: "
-                    "the server does not offer PIPELINING"
+                    f"{verb} not allowed before the reply to "
+                    f"{self._pending[-1].value}: the server does not offer PIPELINING"
                 )
             if self._pending[-1] in MUST_BE_LAST:
                 raise LocalProtocolError(
@@ -274,7 +281,9 @@ class SmtpConnection:
                 STARTTLS 220.
         """
         if self._state is State.ERROR:
-            raise SmtpProtocolError("the connection is broken by an earlier protocol error")
+            raise SmtpProtocolError(
+                "the connection is broken by an earlier protocol error"
+            )
         try:
             reply = self._parser.next_reply()
         except SmtpProtocolError:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar, Union
+from typing import Literal, TypeVar
 
 from smtpcore.errors import (
     EmailSessionError,
@@ -94,8 +95,8 @@ class UpgradeTls:
 
 UPGRADE_TLS = UpgradeTls()
 
-Request = Union[Write, Read, UpgradeTls]
-Conversation = Generator[Request, Union[bytes, None], T]
+Request = Write | Read | UpgradeTls
+Conversation = Generator[Request, bytes | None, T]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +192,8 @@ class Dialogue:
             elif isinstance(event, ConnectionClosed):
                 raise self._session_error(
                     EmailSessionReason.CONNECTION_LOST,
-                    f"the server closed the connection while we waited for {waiting_for}",
+                    "the server closed the connection while we waited for "
+                    + waiting_for,
                     in_doubt=in_doubt,
                 )
             else:
@@ -262,7 +264,9 @@ class Dialogue:
         if self.policy.starttls == "never" or not offered:
             if self._tls_required():
                 why = (
-                    "starttls='never'" if offered else "the server does not offer STARTTLS"
+                    "starttls='never'"
+                    if offered
+                    else "the server does not offer STARTTLS"
                 )
                 raise self._session_error(
                     EmailSessionReason.STARTTLS_NOT_AVAILABLE,
@@ -294,7 +298,9 @@ class Dialogue:
                 EmailSessionReason.NO_COMMON_AUTH_MECHANISM,
                 f"the server offers {shown}; smtpcore can use PLAIN and LOGIN",
             )
-        reply = yield from self._command(Auth(mechanism.name, mechanism.initial_response()))
+        reply = yield from self._command(
+            Auth(mechanism.name, mechanism.initial_response())
+        )
         rounds = 0
         while reply.code == 334:
             rounds += 1
@@ -382,7 +388,7 @@ class Dialogue:
             )
         accepted: list[str] = []
         rejected: dict[str, SmtpReply] = {}
-        for address, reply in zip(recipients, replies[1 : 1 + len(rcpts)]):
+        for address, reply in zip(recipients, replies[1 : 1 + len(rcpts)], strict=True):
             if reply.is_positive:
                 accepted.append(address)
             else:
@@ -397,10 +403,14 @@ class Dialogue:
                 first,
                 rejected=rejected,
             )
-        data_reply = replies[-1] if data_in_group else (yield from self._command(Data()))
+        data_reply = (
+            replies[-1] if data_in_group else (yield from self._command(Data()))
+        )
         if data_reply.code != 354:
             yield from self._abort()
-            raise SmtpCommandError(SmtpErrorKind.MESSAGE_NOT_ACCEPTED, data_reply, "DATA")
+            raise SmtpCommandError(
+                SmtpErrorKind.MESSAGE_NOT_ACCEPTED, data_reply, "DATA"
+            )
         yield Write(conn.send_content(content, end=True))
         final = yield from self._reply(
             "the final reply after the message content",
@@ -422,14 +432,10 @@ class Dialogue:
         # RFC 1870 6.1: a client should not send a message larger than the
         # server's declared maximum; refusing here saves the upload.
         if ext.size is not None and size > ext.size:
+            text = f"5.3.4 Message size {size} exceeds the limit {ext.size}"
             raise SmtpCommandError(
                 SmtpErrorKind.MESSAGE_NOT_ACCEPTED,
-                SmtpReply(
-                    552,
-                    (f"5.3.4 Message size {size} exceeds the server's limit {ext.size}"
-                     .encode(),),
-                    "5.3.4",
-                ),
+                SmtpReply(552, (text.encode(),), "5.3.4"),
                 "MAIL FROM",
                 sender,
             )
@@ -439,8 +445,9 @@ class Dialogue:
             params.append(b"SIZE=%d" % size)
         if utf8:
             params.append(b"SMTPUTF8")
-        mail = Mail(self._encode(sender, utf8, SmtpErrorKind.SENDER_NOT_ACCEPTED),
-                    tuple(params))
+        mail = Mail(
+            self._encode(sender, utf8, SmtpErrorKind.SENDER_NOT_ACCEPTED), tuple(params)
+        )
         rcpts = [
             Rcpt(self._encode(address, utf8, SmtpErrorKind.RECIPIENT_NOT_ACCEPTED))
             for address in recipients
@@ -459,8 +466,9 @@ class Dialogue:
             # session cannot carry, 5.1.7 / 5.1.3 for bad syntax.
             unsupported = needs_smtputf8(address) and not utf8
             status = "5.6.7" if unsupported else ("5.1.7" if sender else "5.1.3")
-            reply = SmtpReply(553 if status == "5.6.7" else 501,
-                              (f"{status} {exc}".encode(),), status)
+            reply = SmtpReply(
+                553 if status == "5.6.7" else 501, (f"{status} {exc}".encode(),), status
+            )
             raise SmtpCommandError(
                 kind, reply, "MAIL FROM" if sender else "RCPT TO", address
             ) from exc
@@ -489,7 +497,6 @@ class Dialogue:
     def quit(self) -> Conversation[None]:
         """``QUIT`` and its reply (RFC 5321 4.1.1.10)."""
         yield Write(self.conn.send(Quit()))
-        try:
+        # A server that hangs up right after QUIT did what we asked.
+        with contextlib.suppress(EmailSessionError):
             yield from self._reply("the reply to QUIT")
-        except EmailSessionError:
-            pass  # a server that hangs up right after QUIT did what we asked

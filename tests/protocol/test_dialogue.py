@@ -30,7 +30,10 @@ T = TypeVar("T")
 
 GREETING = b"220 mx.example.com ESMTP\r\n"
 EHLO_TLS = b"250-mx.example.com\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
-EHLO_AUTH = b"250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250 AUTH PLAIN LOGIN\r\n"
+EHLO_AUTH = (
+    b"250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 100000\r\n"
+    b"250 AUTH PLAIN LOGIN\r\n"
+)
 EHLO_NOPIPE = b"250-mx.example.com\r\n250 AUTH LOGIN\r\n"
 
 
