@@ -3,6 +3,7 @@ loopback with trustme certificates, and throw-away credentials."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import ssl
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 import trustme
+from hypothesis import settings
 
 from smtpcore.models import BasicEmailSessionDetails, ServerDetails, UserCredentials
 from smtpcore.testserver import LocalSmtpServer
@@ -91,3 +93,11 @@ def endpoint(
     """Each test runs once over STARTTLS (587-like) and once over implicit
     TLS (465-like)."""
     return submission if request.param == "starttls" else smtps
+
+
+# Hypothesis: no per-example deadline (a loaded 2-core CI machine makes
+# timing noise, and timing is measured in benchmarks, never asserted), and a
+# derandomised, reproducible run under CI.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")

@@ -2,8 +2,8 @@
 
 Only the *structure* of a document is checked here: unknown keys, values of
 the wrong JSON type, text that is not JSON at all.  Addresses, ranges and
-attachment files are left to :func:`smtpcore.models.validate_message` and
-:func:`smtpcore.models.validate_session_details`, because the seed's
+attachment files are left to :func:`smtpcore.validation.validate_message` and
+:func:`smtpcore.validation.validate_session_details`, because the seed's
 constructors only store and coerce and ``from_json`` must behave like them.
 """
 

@@ -23,11 +23,7 @@ from smtpcore.errors import (
     SmtpProtocolError,
 )
 from smtpcore.mime import BuiltMessage
-from smtpcore.models import (
-    BasicEmailSessionDetails,
-    EmailMessage,
-    validate_session_details,
-)
+from smtpcore.models import BasicEmailSessionDetails, EmailMessage
 from smtpcore.protocol.dialogue import (
     Conversation,
     Dialogue,
@@ -38,6 +34,7 @@ from smtpcore.protocol.dialogue import (
 )
 from smtpcore.protocol.replies import SmtpReply
 from smtpcore.tls import Phase, classify, default_context
+from smtpcore.validation import validate_session_details
 
 __all__ = ["RawItem", "SendItem", "SmtpClient", "StartTlsPolicy"]
 

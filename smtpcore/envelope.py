@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 from smtpcore.errors import ArgumentError, PropertyEmptyError, PropertyNullError
 from smtpcore.mime import BuiltMessage, build_message, prepare_stdlib_message
-from smtpcore.models import EmailMessage, address_refusal, validate_message
+from smtpcore.models import EmailMessage
 from smtpcore.protocol.address import mailbox_problem
 from smtpcore.protocol.data import check_raw_message
+from smtpcore.validation import address_refusal, validate_message
 
 __all__ = ["check_envelope", "check_raw_content", "prepare"]
 
@@ -75,7 +76,7 @@ def prepare(message: object) -> BuiltMessage:
     Raises:
         PropertyNullError, PropertyEmptyError, PropertyValueOutOfRangeError,
         ArgumentError, FileNotFoundError, PermissionError, IsADirectoryError,
-        SmtpCommandError: see :func:`smtpcore.models.validate_message`.
+        SmtpCommandError: see :func:`smtpcore.validation.validate_message`.
     """
     if message is None:
         raise PropertyNullError("message")

@@ -65,7 +65,7 @@ _HEADER_BREAKERS = re.compile(r"[\x00\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 # - "=?": RFC 2047 6.1 has readers decode "=?charset?enc?text?=" wherever it
 #   may be an encoded word (the stdlib's reader even glued to other text or
 #   inside a quoted string), but the stdlib's writer leaves such text as is.
-# - Control characters: RFC 5322 3.2.3 and 3.2.5 keep them out of atoms,
+# - Control characters: RFC 5322 3.2.3 to 3.2.5 keep them out of atoms,
 #   quoted strings and unstructured text (only the obsolete syntax has
 #   them); the stdlib's writer emits them raw and readers strip some of them.
 _NEEDS_ENCODED_WORDS = re.compile(r"=\?|[\x01-\x08\x0e-\x1f\x7f]")
@@ -97,8 +97,8 @@ _BODY_SUBTYPES: dict[object, str] = {
     EmailMessageBodyFormat.HTML: "html",
 }
 
-# "Priority" and "Importance" are RFC 2156 4.2.2 (MIXER) fields; "X-Priority"
-# is the de facto field Outlook and most other clients read.  NORMAL writes
+# "Priority" and "Importance" are RFC 2156 (MIXER) fields, registered by
+# RFC 4021; "X-Priority" is the de facto field Outlook and others read.  NORMAL writes
 # none: absence already means normal to every reader.
 _PRIORITY_HEADERS: dict[object, tuple[tuple[str, str], ...]] = {
     EmailMessagePriority.NORMAL: (),

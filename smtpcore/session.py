@@ -13,12 +13,9 @@ from typing import Any
 
 from smtpcore.client import SmtpClient
 from smtpcore.envelope import prepare
-from smtpcore.models import (
-    BasicEmailSessionDetails,
-    EmailMessage,
-    validate_session_details,
-)
+from smtpcore.models import BasicEmailSessionDetails, EmailMessage
 from smtpcore.protocol.dialogue import SendResult
+from smtpcore.validation import validate_session_details
 
 __all__ = ["send_email"]
 

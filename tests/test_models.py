@@ -1,4 +1,4 @@
-"""Tests for smtpcore.models: constructors and validation.
+"""Tests for smtpcore.models (constructors) and smtpcore.validation.
 
 from_json is tested in tests/test_models_json.py.
 """
@@ -35,11 +35,13 @@ from smtpcore.models import (
     EmailMessagePriority,
     ServerDetails,
     UserCredentials,
+)
+from smtpcore.protocol.address import mailbox_problem
+from smtpcore.validation import (
     address_refusal,
     validate_message,
     validate_session_details,
 )
-from smtpcore.protocol.address import mailbox_problem
 
 PASSWORD = "S3cr3t-Pa55w0rd"
 
@@ -652,7 +654,8 @@ def test_write_only_file_is_permission_error(message: EmailMessage) -> None:
 
 _CHILD = """
 import json, sys
-from smtpcore.models import EmailMessage, validate_message
+from smtpcore.models import EmailMessage
+from smtpcore.validation import validate_message
 try:
     validate_message(EmailMessage(["a@example.com"], "s@example.com",
                                   attachments=[sys.argv[1]]))

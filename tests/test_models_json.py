@@ -25,9 +25,8 @@ from smtpcore.models import (
     EmailMessagePriority,
     ServerDetails,
     UserCredentials,
-    validate_message,
-    validate_session_details,
 )
+from smtpcore.validation import validate_message, validate_session_details
 
 PASSWORD = "S3cr3t-Pa55w0rd"
 
