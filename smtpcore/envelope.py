@@ -84,14 +84,21 @@ def prepare(message: object) -> BuiltMessage:
         validate_message(message)
         try:
             return build_message(message)
+        except ArgumentError:
+            raise  # already names the offending value
         except ValueError as exc:
             raise ArgumentError("message", str(exc)) from exc
     if isinstance(message, email.message.Message):
         try:
             built = prepare_stdlib_message(message)
+        except ArgumentError:
+            raise
         except ValueError as exc:
             raise ArgumentError("message", str(exc)) from exc
         check_envelope(built.sender, built.recipients)
+        # Someone else built it: check it before connecting rather than have
+        # the DATA encoder refuse it halfway through the upload.
+        check_raw_content(built.data)
         return built
     raise ArgumentError(
         "message",

@@ -1,17 +1,11 @@
-"""Message building: our :class:`~smtpcore.models.EmailMessage` -> wire bytes.
+"""Message building on the stdlib :mod:`email` package.
 
-Built on the stdlib :mod:`email` package.  Everything produced here is ready
-for DATA/BDAT as far as the message itself goes: CRLF line ends, no line over
-998 octets, 7-bit clean (8BITMIME and SMTPUTF8 come later).  Dot-stuffing and
-the DATA terminator belong to :mod:`smtpcore.protocol.data`, not here.
-
-Two entry points:
-
-* :func:`build_message` turns the block's data model into a message.
-* :func:`prepare_stdlib_message` sends a stdlib message as given, the way
-  :meth:`smtplib.SMTP.send_message` does.
-
-Both return a :class:`BuiltMessage`: the bytes plus the envelope.
+:func:`build_message` turns our :class:`~smtpcore.models.EmailMessage` into
+wire bytes (CRLF line ends, no line over 998 octets, 7-bit clean);
+:func:`prepare_stdlib_message` takes a stdlib message as given, the way
+``smtplib.SMTP.send_message`` does.  Both return a :class:`BuiltMessage`, the
+bytes plus the envelope.  Dot-stuffing and the DATA terminator belong to
+:mod:`smtpcore.protocol.data`.
 """
 
 from __future__ import annotations
@@ -47,17 +41,17 @@ __all__ = ["MAX_LINE_OCTETS", "BuiltMessage", "build_message", "prepare_stdlib_m
 MAX_LINE_OCTETS = 998
 
 # email.policy.SMTP with one change.  refold_source="none" only affects header
-# values stored as raw strings (``set_raw``), which we use solely for the
-# encoded-word fallback below: the default "long" would re-parse such a value,
+# values stored as raw strings (``set_raw``): the address fields and a
+# subject that needs our own encoded words, all folded by us.  The default
+# "long" would re-parse such a value when a line passes 78 characters,
 # decode our encoded words and write the decoded text back out, undoing the
-# very encoding it was meant to carry.  Values assigned the ordinary way
-# become header objects, which fold themselves under either setting.
+# encoding.  Values assigned the ordinary way become header objects, which
+# fold themselves under either setting.
 _POLICY = email.policy.SMTP.clone(refold_source="none")
 
-# Characters that end a line for Python's str.splitlines().  CR, LF and NUL
-# would let a value inject headers (RFC 5322 2.2 forbids them in field
-# bodies); the stdlib refuses the rest with a misleading message, so we name
-# them all up front.
+# What str.splitlines() splits at, plus NUL.  CR, LF and NUL would let a value
+# inject headers (RFC 5322 2.2 forbids them in field bodies); the stdlib
+# refuses the rest with a misleading message, so we name them all up front.
 _HEADER_BREAKERS = re.compile(r"[\x00\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 # Text the stdlib's header writer would emit in a form that does not read
@@ -70,12 +64,17 @@ _HEADER_BREAKERS = re.compile(r"[\x00\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 #   them); the stdlib's writer emits them raw and readers strip some of them.
 _NEEDS_ENCODED_WORDS = re.compile(r"=\?|[\x01-\x08\x0e-\x1f\x7f]")
 
-# RFC 2047 2: an encoded word is at most 75 characters, and a header line
-# should stay within 78 (RFC 5322 2.1.1).  39 octets of UTF-8 become 52
-# base64 characters, 64 with "=?utf-8?b?" and "?=", which leaves room for
-# "Subject: " or "From: " on the first line.
-_ENCODED_WORD_OCTETS = 39
+# RFC 5322 2.1.1: header lines SHOULD stay within 78 characters.
+_LINE_WIDTH = 78
 _FOLD = "\r\n "
+# A space between two non-blanks: a fold there leaves no line of blanks
+# only, which RFC 5322 3.2.2 forbids.
+_FOLDABLE_SPACE = re.compile(r"(?<=\S) (?=\S)")
+
+# RFC 2047 2: an encoded word is at most 75 characters.  39 octets of UTF-8
+# become 52 base64 characters, 64 with "=?utf-8?b?" and "?=", which leaves
+# room for "Subject: " or "From: " on the first line.
+_ENCODED_WORD_OCTETS = 39
 
 # RFC 2045 2.7: "7bit" data has lines of at most 998 octets and no NUL.
 _LONG_TEXT_LINE = re.compile(f"[^\n]{{{MAX_LINE_OCTETS + 1}}}")
@@ -98,8 +97,8 @@ _BODY_SUBTYPES: dict[object, str] = {
 }
 
 # "Priority" and "Importance" are RFC 2156 (MIXER) fields, registered by
-# RFC 4021; "X-Priority" is the de facto field Outlook and others read.  NORMAL writes
-# none: absence already means normal to every reader.
+# RFC 4021; "X-Priority" is the de facto field Outlook and others read.
+# NORMAL writes none: absence already means normal to every reader.
 _PRIORITY_HEADERS: dict[object, tuple[tuple[str, str], ...]] = {
     EmailMessagePriority.NORMAL: (),
     EmailMessagePriority.URGENT: (
@@ -120,10 +119,9 @@ class BuiltMessage:
     """A message ready to send, with its envelope.
 
     Attributes:
-        data: the RFC 5322 message.  From :func:`build_message`: CRLF line
-            ends, no line over 998 octets, 7-bit clean.  From
-            :func:`prepare_stdlib_message`: CRLF line ends and no line over
-            998 octets; the body is as the caller encoded it.
+        data: the RFC 5322 message: CRLF line ends, no line over 998
+            octets; 7-bit clean from :func:`build_message`, encoded as the
+            caller chose from :func:`prepare_stdlib_message`.
         sender: the envelope sender (MAIL FROM).
         recipients: the envelope recipients (RCPT TO), duplicates removed.
         message_id: the Message-ID header value with its angle brackets, or
@@ -146,15 +144,13 @@ def build_message(
 ) -> BuiltMessage:
     """Build the wire form of one of our messages.
 
-    The headers are From, To, Cc (when there are any), Subject (unless None),
-    Date, Message-ID, MIME-Version, the priority headers, then the content
-    headers.  Bcc addresses are only in the envelope (RFC 5322 3.6.3 allows
-    either; leaving the field out is the only way no recipient sees them).
-    The body is one ``text/plain`` or ``text/html`` part in UTF-8, inside
-    ``multipart/mixed`` when there are attachments.
-
-    The model is expected to have passed ``validate_message``; the checks
-    here only stop values that would corrupt the message.
+    Headers: From, To, Cc (if any), Subject (unless None), Date, Message-ID,
+    MIME-Version, the priority headers, the content headers.  Bcc addresses
+    are only in the envelope (RFC 5322 3.6.3 allows that, and it is the only
+    way no recipient sees them).  The body is one UTF-8 ``text/plain`` or
+    ``text/html`` part, inside ``multipart/mixed`` with attachments.  The
+    model should have passed ``validate_message``: the checks here only stop
+    values that would corrupt the message.
 
     Args:
         message: the message to build.
@@ -181,22 +177,25 @@ def build_message(
     to = list(message.to or [])
     cc = list(message.cc or [])
     bcc = list(message.bcc or [])
-    subtype = _body_subtype(message.body_format)
-    priority_headers = _priority_headers(message.priority)
+    subtype = _BODY_SUBTYPES.get(message.body_format)
+    if subtype is None:
+        raise ArgumentError(
+            "body_format", f"Unknown body format {message.body_format!r}."
+        )
+    priority_headers = _PRIORITY_HEADERS.get(message.priority)
+    if priority_headers is None:
+        raise ArgumentError("priority", f"Unknown priority {message.priority!r}.")
 
     msg = StdlibEmailMessage(policy=_POLICY)
     sender_mailbox = _header_mailbox(message.from_, "from_")
     _set_address_header(msg, "From", [sender_mailbox])
-    for field, addresses in (("To", to), ("Cc", cc)):
-        if addresses:
-            _set_address_header(
-                msg,
-                field,
-                [
-                    _header_mailbox(address, f"{field.lower()}[{index}]")
-                    for index, address in enumerate(addresses)
-                ],
-            )
+    for field, addresses in (("to", to), ("cc", cc)):
+        mailboxes = [
+            _header_mailbox(address, f"{field}[{index}]")
+            for index, address in enumerate(addresses)
+        ]
+        if mailboxes:
+            _set_address_header(msg, field.title(), mailboxes)
     if message.subject is not None:
         _set_subject(msg, message.subject)
     msg["Date"] = email.utils.format_datetime(_aware(date))
@@ -210,7 +209,8 @@ def build_message(
     for name, value in priority_headers:
         msg[name] = value
 
-    body = _normalise_line_ends(message.body or "")
+    # One kind of line end; CRLF first, so that it becomes one and not two.
+    body = (message.body or "").replace("\r\n", "\n").replace("\r", "\n")
     msg.set_content(body, subtype=subtype, charset="utf-8", cte=_body_cte(body))
     attachments = list(message.attachments or [])
     if attachments:
@@ -221,9 +221,8 @@ def build_message(
             msg.attach(_attachment_part(path, f"attachments[{index}]"))
 
     data = msg.as_bytes()
-    # The encodings chosen above guarantee both properties for every body;
-    # only a header the folder cannot break (an addr-spec longer than any
-    # valid one) can fail here.
+    # Guaranteed for every body by the encodings chosen above; only an
+    # addr-spec longer than any valid one can fail here.
     if not data.isascii():
         raise ArgumentError("message", "The built message is not 7-bit clean.")
     _check_line_lengths(data, "message")
@@ -237,20 +236,6 @@ def build_message(
     return BuiltMessage(data, sender, _dedupe(envelope), message_id)
 
 
-def _body_subtype(body_format: object) -> str:
-    subtype = _BODY_SUBTYPES.get(body_format)
-    if subtype is None:
-        raise ArgumentError("body_format", f"Unknown body format {body_format!r}.")
-    return subtype
-
-
-def _priority_headers(priority: object) -> tuple[tuple[str, str], ...]:
-    headers = _PRIORITY_HEADERS.get(priority)
-    if headers is None:
-        raise ArgumentError("priority", f"Unknown priority {priority!r}.")
-    return headers
-
-
 def _aware(date: datetime | None) -> datetime:
     if date is None:
         return datetime.now().astimezone()
@@ -259,11 +244,6 @@ def _aware(date: datetime | None) -> datetime:
         # RFC 5322 3.3 defines as UTC: wrong unless this machine runs on UTC.
         return date.astimezone()
     return date
-
-
-def _normalise_line_ends(text: str) -> str:
-    # CRLF first, so that it becomes one line end and not two.
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _body_cte(body: str) -> str:
@@ -346,27 +326,64 @@ def _check_header_text(value: str, where: str, what: str = "value") -> None:
 def _set_subject(msg: Message, subject: str) -> None:
     _check_header_text(subject, "subject")
     if _NEEDS_ENCODED_WORDS.search(subject):
-        msg.set_raw("Subject", _FOLD.join(_encoded_words(subject)))
+        msg.set_raw("Subject", _fold("Subject", _encoded_words(subject)))
     else:
         # The policy encodes non-ASCII text per RFC 2047 and folds at 78.
         msg["Subject"] = subject
 
 
 def _set_address_header(msg: Message, field: str, mailboxes: list[Address]) -> None:
-    if any(_NEEDS_ENCODED_WORDS.search(box.display_name) for box in mailboxes):
-        # Every display name of this field as encoded words, one mailbox per
-        # line; written raw so that the stdlib does not undo the encoding.
-        items = [
-            _FOLD.join([*_encoded_words(box.display_name), f"<{box.addr_spec}>"])
-            if box.display_name
-            else box.addr_spec
-            for box in mailboxes
-        ]
-        msg.set_raw(field, ("," + _FOLD).join(items))
-    else:
-        # str(Address) quotes a display name with specials; the policy then
-        # RFC 2047-encodes non-ASCII names and folds between mailboxes.
-        msg[field] = ", ".join(str(box) for box in mailboxes)
+    # We fold address fields ourselves.  The stdlib's folder can put the
+    # comma between two mailboxes into an encoded word ("=?utf-8?q?=2C?=")
+    # when a display name needing encoding ends near column 78, which merges
+    # the two mailboxes into one for every reader.  The stdlib still parses
+    # each addr-spec and quotes ASCII display names (headerregistry.Address).
+    tokens: list[str] = []
+    for position, box in enumerate(mailboxes):
+        words = _mailbox_tokens(box)
+        if position < len(mailboxes) - 1:
+            words[-1] += ","
+        tokens.extend(words)
+    msg.set_raw(field, _fold(field, tokens))
+
+
+def _mailbox_tokens(box: Address) -> list[str]:
+    """A mailbox as words that may be folded between (RFC 5322 3.4)."""
+    name = box.display_name
+    address = f"<{box.addr_spec}>"
+    if not name:
+        return [box.addr_spec]
+    if name.isascii() and not _NEEDS_ENCODED_WORDS.search(name):
+        # str(Address) is the phrase, quoted when it has specials (RFC 5322
+        # 3.2.4), then " <addr-spec>".  Folding at its single spaces keeps
+        # it readable, and unfolding gives back the same text (RFC 5322
+        # 2.2.3), inside a quoted string too.
+        phrase = str(box).removesuffix(" " + address)
+        words = _FOLDABLE_SPACE.split(phrase)
+        if all(len(word) < _LINE_WIDTH for word in words):
+            return [*words, address]
+    # RFC 2047 5 (3): a phrase may consist of encoded words.
+    return [*_encoded_words(name), address]
+
+
+def _fold(field: str, words: list[str]) -> str:
+    """Join words with spaces, starting a continuation line (RFC 5322 2.2.3)
+    before a word that would pass column 78."""
+    lines: list[str] = []
+    line = ""
+    width = len(field) + 2  # "Field: "
+    for word in words:
+        if line and width + 1 + len(word) > _LINE_WIDTH:
+            lines.append(line)
+            line, width = word, 1 + len(word)
+        elif line:
+            line += " " + word
+            width += 1 + len(word)
+        else:
+            line = word
+            width += len(word)
+    lines.append(line)
+    return _FOLD.join(lines)
 
 
 def _header_mailbox(address: EmailAddress, where: str) -> Address:
@@ -428,21 +445,16 @@ def _encoded_words(text: str) -> list[str]:
     Words split between code points, never inside one's UTF-8 sequence
     (RFC 2047 5, rule 3).  Header text is short, so a loop is fine here.
     """
-    words: list[str] = []
+    words: list[bytes] = []
     chunk = bytearray()
     for char in text:
         encoded = char.encode("utf-8")
         if len(chunk) + len(encoded) > _ENCODED_WORD_OCTETS:
-            words.append(_encoded_word(bytes(chunk)))
+            words.append(bytes(chunk))
             chunk.clear()
         chunk += encoded
-    if chunk or not words:
-        words.append(_encoded_word(bytes(chunk)))
-    return words
-
-
-def _encoded_word(octets: bytes) -> str:
-    return "=?utf-8?b?" + base64.b64encode(octets).decode("ascii") + "?="
+    words.append(bytes(chunk))
+    return [f"=?utf-8?b?{base64.b64encode(word).decode('ascii')}?=" for word in words]
 
 
 def _msgid_domain(domain: str) -> str:
@@ -500,11 +512,10 @@ def prepare_stdlib_message(
     Resent-Bcc instead (RFC 5322 3.6.6).  Bcc and Resent-Bcc are left out of
     the bytes; ``msg`` itself is not changed.  No Message-ID is added.
 
-    A message whose policy is an ``EmailPolicy`` (``email.policy.default``
-    and friends) is written with ``email.policy.SMTP``; a ``compat32``
-    message (``email.mime``, possibly holding ``email.header.Header``
-    objects, which ``EmailPolicy`` cannot fold) with its own policy and CRLF
-    line ends, as smtplib does.
+    An ``EmailPolicy`` message is written with ``email.policy.SMTP``; a
+    ``compat32`` one (``email.mime``, maybe holding ``email.header.Header``
+    objects, which ``EmailPolicy`` cannot fold) with its own policy and CRLF,
+    as smtplib does.
 
     Args:
         msg: the message.

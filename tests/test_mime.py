@@ -96,10 +96,11 @@ def squash_ws(text: str) -> str:
 
 
 def no_ws(text: str) -> str:
-    """A display name as the stdlib reads it, less its blanks: besides the
-    folding of ``squash_ws``, its reader puts a space between adjacent encoded
-    words in a phrase, which RFC 2047 6.2 says to drop."""
-    return re.sub(r"[ \t]+", "", text)
+    """A display name as the stdlib reads it, less its white space: besides
+    the folding of ``squash_ws``, its reader puts a space between adjacent
+    encoded words in a phrase (RFC 2047 6.2 says to drop it) and trims
+    Unicode spaces such as U+00A0 that an encoded word carried."""
+    return re.sub(r"\s+", "", text)
 
 
 def attachments_of(parsed: StdlibEmailMessage) -> list[StdlibEmailMessage]:
@@ -241,6 +242,24 @@ def test_display_names_read_back_exactly(name: str) -> None:
     assert to[0].display_name == name.strip()
     assert to[1].display_name == ""
     assert parsed["From"].addresses[0].display_name == name.strip()
+
+
+def test_many_mailboxes_with_encoded_names_stay_apart() -> None:
+    # CPython's own folder can wrap the comma between two such mailboxes
+    # into an encoded word, merging them; every mailbox must survive.
+    names = ["00000" + "\x80" * 9 + "\U00010000" * 2 + " 0", "Zoë", "x" * 90, ""]
+    to = [
+        EmailAddress(f"user{index}@example.com", names[index % len(names)])
+        for index in range(40)
+    ]
+    built = build_message(make(to=to))
+    assert_wire_clean(built.data)
+    head = built.data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    parsed = parse(built.data)
+    got = [(a.display_name, a.addr_spec) for a in parsed["To"].addresses]
+    assert [addr for _, addr in got] == [a.address for a in to]
+    assert [no_ws(name) for name, _ in got] == [no_ws(a.name or "") for a in to]
 
 
 def test_quoted_local_part_survives() -> None:
@@ -696,6 +715,30 @@ def test_any_message_is_wire_clean_and_reads_back(
         "c@example.com",
         "d@example.com",
     )
+
+
+_ascii_name = st.text(
+    st.sampled_from(list(' \t"\\,;:<>@.()[]abXY01-_!#')), max_size=200
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    name=_ascii_name,
+    address=st.sampled_from(["a@example.com", '"john doe"@example.com']),
+)
+def test_ascii_display_names_fold_and_read_back(name: str, address: str) -> None:
+    built = build_message(
+        make(to=[EmailAddress(address, name), EmailAddress("b@example.com", name)])
+    )
+    head = built.data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    to = parse(built.data)["To"].addresses
+    assert [a.addr_spec for a in to] == [address, "b@example.com"]
+    # Quoted names come back exactly; unquoted ones as a phrase, whose runs
+    # of blanks readers may fold.
+    for mailbox in to:
+        assert mailbox.display_name in (name, squash_ws(name))
 
 
 @settings(max_examples=50, deadline=None)

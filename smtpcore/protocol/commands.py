@@ -81,6 +81,16 @@ def _with_params(line: bytes, params: tuple[bytes, ...]) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class _Bare:
+    """A command without arguments: its bytes are a class constant."""
+
+    wire: ClassVar[bytes]
+
+    def to_bytes(self) -> bytes:
+        return self.wire
+
+
+@dataclass(frozen=True, slots=True)
 class Ehlo:
     """``EHLO domain`` (RFC 5321 4.1.1.1)."""
 
@@ -109,13 +119,11 @@ class Helo:
 
 
 @dataclass(frozen=True, slots=True)
-class StartTls:
+class StartTls(_Bare):
     """``STARTTLS`` (RFC 3207)."""
 
     verb: ClassVar[str] = "STARTTLS"
-
-    def to_bytes(self) -> bytes:
-        return b"STARTTLS\r\n"
+    wire: ClassVar[bytes] = b"STARTTLS\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +169,11 @@ class AuthResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class AuthCancel:
+class AuthCancel(_Bare):
     """``*``: abandon an AUTH exchange (RFC 4954 4)."""
 
     verb: ClassVar[str] = "AUTH"
-
-    def to_bytes(self) -> bytes:
-        return b"*\r\n"
+    wire: ClassVar[bytes] = b"*\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,43 +213,35 @@ class Rcpt:
 
 
 @dataclass(frozen=True, slots=True)
-class Data:
+class Data(_Bare):
     """``DATA`` (RFC 5321 4.1.1.4)."""
 
     verb: ClassVar[str] = "DATA"
-
-    def to_bytes(self) -> bytes:
-        return b"DATA\r\n"
+    wire: ClassVar[bytes] = b"DATA\r\n"
 
 
 @dataclass(frozen=True, slots=True)
-class Rset:
+class Rset(_Bare):
     """``RSET``: abort the mail transaction (RFC 5321 4.1.1.5)."""
 
     verb: ClassVar[str] = "RSET"
-
-    def to_bytes(self) -> bytes:
-        return b"RSET\r\n"
+    wire: ClassVar[bytes] = b"RSET\r\n"
 
 
 @dataclass(frozen=True, slots=True)
-class Noop:
+class Noop(_Bare):
     """``NOOP`` (RFC 5321 4.1.1.9)."""
 
     verb: ClassVar[str] = "NOOP"
-
-    def to_bytes(self) -> bytes:
-        return b"NOOP\r\n"
+    wire: ClassVar[bytes] = b"NOOP\r\n"
 
 
 @dataclass(frozen=True, slots=True)
-class Quit:
+class Quit(_Bare):
     """``QUIT`` (RFC 5321 4.1.1.10)."""
 
     verb: ClassVar[str] = "QUIT"
-
-    def to_bytes(self) -> bytes:
-        return b"QUIT\r\n"
+    wire: ClassVar[bytes] = b"QUIT\r\n"
 
 
 Command = (
