@@ -46,6 +46,12 @@ SendItem = EmailMessage | email.message.Message | RawItem
 # One recv() per Read request: 64 KiB holds any normal reply group whole and
 # bounds what a single call can hand the parser (which bounds lines itself).
 _READ_SIZE = 65536
+# Writes go out in pieces of this size, each bounded by the timeout: since
+# Python 3.5 sendall()'s timeout bounds the whole transfer, and ssl bounds a
+# whole write() the same way, so one call for a large message would time out
+# on a slow link while the upload was still progressing.  RFC 5321
+# 4.5.3.2.5 times each data block ("3 minutes"), not the message.
+_WRITE_SIZE = 65536
 
 
 def address_literal(sockname: tuple[object, ...]) -> str:
@@ -65,7 +71,8 @@ class SmtpClient:
     Args:
         session_details: server details and credentials (None for no AUTH).
         timeout: seconds for connecting, the TLS handshake, the greeting,
-            every reply and every write.
+            every reply, and each 64 KiB written (an upload that keeps
+            moving is never cut off, however long it takes in total).
         data_timeout: seconds for the reply after the message content.
         tls_context: the ``ssl.SSLContext`` for implicit TLS and STARTTLS;
             default: verifying, system CAs, TLS 1.2+.
@@ -257,7 +264,9 @@ class SmtpClient:
                     value = sock.recv(_READ_SIZE)
                 elif isinstance(request, Write):
                     sock.settimeout(self._timeout)
-                    sock.sendall(request.data)
+                    data = memoryview(request.data)
+                    for start in range(0, len(data), _WRITE_SIZE):
+                        sock.sendall(data[start : start + _WRITE_SIZE])
                 else:
                     sock.settimeout(self._timeout)
                     sock = self._context.wrap_socket(sock, server_hostname=host)

@@ -36,7 +36,8 @@ def send_email(
             default); False keeps it open for the next call.
         **options: :class:`SmtpClient` keyword options (``timeout``,
             ``tls_context``, ``starttls``, ...) used when a session is
-            opened, and ``allow_partial`` (see :meth:`SmtpClient.send`).
+            opened (a session kept open keeps the options it was opened
+            with), and ``allow_partial`` (see :meth:`SmtpClient.send`).
 
     Returns:
         The :class:`SendResult`.

@@ -32,6 +32,8 @@ from smtpcore._aiosmtpd import (
     free_port,
 )
 
+__all__ = ["LocalSmtpServer", "ReceivedCommand", "ReceivedMessage", "TlsMode"]
+
 
 class LocalSmtpServer:
     """An aiosmtpd server on loopback that records what its clients did.

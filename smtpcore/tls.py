@@ -121,7 +121,7 @@ def classify(
     elif phase == "connect" and exc.errno in _UNREACHABLE:
         reason = EmailSessionReason.INVALID_HOST
         detail = f"the host is unreachable ({exc.strerror})"
-    elif isinstance(exc, ssl.SSLError) and exc.reason == "WRONG_VERSION_NUMBER":
+    elif getattr(exc, "reason", None) == "WRONG_VERSION_NUMBER":
         # The peer's first bytes are not a TLS record: plain SMTP's "220 ".
         reason = (
             EmailSessionReason.SSL_WRAPPED_CONNECTION_NOT_SUPPORTED
@@ -132,7 +132,7 @@ def classify(
     elif isinstance(exc, ssl.SSLError) and not isinstance(
         exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)
     ):
-        detail = f"TLS failed ({exc.reason or exc.__class__.__name__})"
+        detail = f"TLS failed ({getattr(exc, 'reason', None) or type(exc).__name__})"
     else:
         during = (
             f"while waiting for {waiting_for}" if waiting_for else f"during {phase}"

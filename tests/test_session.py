@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -44,12 +45,18 @@ def message(subject: str, *to: str) -> EmailMessage:
     )
 
 
+def opts(endpoint: Endpoint) -> dict[str, Any]:
+    """send_email options for ``endpoint``: its CA trusted, a short timeout."""
+    return {"tls_context": endpoint.context, "timeout": TIMEOUT}
+
+
 def verbs(session: list[ReceivedCommand]) -> list[str]:
     """The command verbs of one recorded session, upper-cased."""
     return [c.line.split(" ", 1)[0].split(":", 1)[0].upper() for c in session]
 
 
 def subjects(server: LocalSmtpServer) -> list[str]:
+    """The Subject of every message the server accepted, oldest first."""
     return [str(m.parsed()["Subject"]) for m in server.messages]
 
 
@@ -63,7 +70,7 @@ def test_five_sends_on_one_open_session_use_one_connection(endpoint: Endpoint) -
             message(f"reuse {i}"),
             endpoint.details,
             close_session=False,
-            **endpoint.options,
+            **opts(endpoint),
         )
         assert result.reply.code == 250
     server.wait_for_messages(5)
@@ -80,7 +87,7 @@ def test_five_sends_on_one_open_session_use_one_connection(endpoint: Endpoint) -
     [session] = server.sessions
     assert verbs(session)[-1] == "QUIT"
     # Closed means closed: the next send needs a new connection.
-    send_email(message("after close"), endpoint.details, **endpoint.options)
+    send_email(message("after close"), endpoint.details, **opts(endpoint))
     assert server.connections == 2
 
 
@@ -89,7 +96,7 @@ def test_close_session_default_opens_one_connection_per_send(
 ) -> None:
     server = endpoint.server
     for i in range(3):
-        send_email(message(f"fresh {i}"), endpoint.details, **endpoint.options)
+        send_email(message(f"fresh {i}"), endpoint.details, **opts(endpoint))
     assert server.connections == 3
     assert subjects(server) == [f"fresh {i}" for i in range(3)]
     for session in server.sessions:
@@ -102,7 +109,7 @@ def test_with_block_closes_the_session(endpoint: Endpoint) -> None:
     with endpoint.details as details:
         for i in range(2):
             send_email(
-                message(f"with {i}"), details, close_session=False, **endpoint.options
+                message(f"with {i}"), details, close_session=False, **opts(endpoint)
             )
         [session] = server.sessions
         assert "QUIT" not in verbs(session)
@@ -116,9 +123,7 @@ def test_close_twice_and_close_without_session_are_harmless(
     endpoint: Endpoint,
 ) -> None:
     endpoint.details.close()
-    send_email(
-        message("once"), endpoint.details, close_session=False, **endpoint.options
-    )
+    send_email(message("once"), endpoint.details, close_session=False, **opts(endpoint))
     endpoint.details.close()
     endpoint.details.close()
     [session] = endpoint.server.sessions
@@ -136,11 +141,11 @@ def test_dropped_idle_session_reconnects_without_loss_or_duplicate(
         message("before drop"),
         endpoint.details,
         close_session=False,
-        **endpoint.options,
+        **opts(endpoint),
     )
     server.drop_connections()
     result = send_email(
-        message("after drop"), endpoint.details, close_session=False, **endpoint.options
+        message("after drop"), endpoint.details, close_session=False, **opts(endpoint)
     )
     assert result.reply.code == 250
     assert server.connections == 2
@@ -168,7 +173,7 @@ def restartable(
 
 def test_server_restart_between_sends_reconnects(restartable: Endpoint) -> None:
     server, details = restartable.server, restartable.details
-    options = {**restartable.options, "timeout": TIMEOUT}
+    options = opts(restartable)
     send_email(message("first life"), details, close_session=False, **options)
     assert subjects(server) == ["first life"]
     server.stop()
@@ -185,7 +190,7 @@ def test_server_gone_for_good_is_reported_not_retried_forever(
     restartable: Endpoint,
 ) -> None:
     server, details = restartable.server, restartable.details
-    options = {**restartable.options, "timeout": TIMEOUT}
+    options = opts(restartable)
     send_email(message("last"), details, close_session=False, **options)
     server.stop()
     with pytest.raises(EmailSessionError) as caught:
@@ -217,10 +222,6 @@ def refusing(_refusing_server: LocalSmtpServer) -> Iterator[Endpoint]:
     details.close()
 
 
-def plain_options(endpoint: Endpoint) -> dict[str, object]:
-    return {"timeout": TIMEOUT, "tls_context": endpoint.context}
-
-
 @pytest.mark.parametrize(
     "recipients",
     [
@@ -234,7 +235,7 @@ def test_refused_recipient_delivers_nothing_and_keeps_the_session(
     refusing: Endpoint, recipients: tuple[str, ...]
 ) -> None:
     server, details = refusing.server, refusing.details
-    options = plain_options(refusing)
+    options = opts(refusing)
     with pytest.raises(SmtpCommandError) as caught:
         send_email(
             message("refused", *recipients), details, close_session=False, **options
@@ -260,7 +261,7 @@ def test_allow_partial_delivers_to_the_accepted(refusing: Endpoint) -> None:
         message("partial", *to),
         refusing.details,
         allow_partial=True,
-        **plain_options(refusing),
+        **opts(refusing),
     )
     assert result.accepted == ["one@example.com", "two@example.com"]
     assert list(result.rejected) == [REFUSED]
@@ -275,7 +276,7 @@ def test_allow_partial_with_every_recipient_refused_raises(refusing: Endpoint) -
             message("none", REFUSED),
             refusing.details,
             allow_partial=True,
-            **plain_options(refusing),
+            **opts(refusing),
         )
     assert caught.value.kind is SmtpErrorKind.RECIPIENT_NOT_ACCEPTED
     assert refusing.server.messages == []
@@ -290,6 +291,7 @@ def _missing(tmp_path: Path) -> EmailMessage:
     )
 
 
+# (id, message factory, expected exception, expected property_name or "").
 BAD_MESSAGES: list[tuple[str, Callable[[Path], object], type[Exception], str]] = [
     ("none", lambda _: None, PropertyNullError, "message"),
     ("empty-to", lambda _: EmailMessage([], SENDER), PropertyEmptyError, "to"),
@@ -314,21 +316,29 @@ BAD_MESSAGES: list[tuple[str, Callable[[Path], object], type[Exception], str]] =
     [pytest.param(m, e, n, id=i) for i, m, e, n in BAD_MESSAGES],
 )
 def test_bad_message_is_refused_before_connecting(
-    refusing: Endpoint,
+    submission: Endpoint,
     tmp_path: Path,
     make: Callable[[Path], object],
     error: type[Exception],
     name: str,
 ) -> None:
+    bad: Any = make(tmp_path)
     with pytest.raises(error) as caught:
-        send_email(
-            make(tmp_path),
-            refusing.details,  # type: ignore[arg-type]
-            **plain_options(refusing),
-        )
+        send_email(bad, submission.details, **opts(submission))
     if name:
         assert getattr(caught.value, "property_name", None) == name
-    assert refusing.server.connections == 0
+    else:
+        assert "missing.txt" in str(caught.value)
+    assert submission.server.connections == 0
+
+
+def test_missing_session_details_are_refused_before_connecting(
+    submission: Endpoint,
+) -> None:
+    with pytest.raises(PropertyNullError) as caught:
+        send_email(message("nowhere"), None, **opts(submission))  # type: ignore[arg-type]
+    assert caught.value.property_name == "session_details"
+    assert submission.server.connections == 0
 
 
 @pytest.mark.parametrize(
@@ -346,25 +356,23 @@ def test_bad_message_is_refused_before_connecting(
     ids=["recipient", "smuggled-parameter", "sender"],
 )
 def test_bad_address_is_refused_before_connecting(
-    refusing: Endpoint, to: str, from_: str, kind: SmtpErrorKind, status: str
+    submission: Endpoint, to: str, from_: str, kind: SmtpErrorKind, status: str
 ) -> None:
     with pytest.raises(SmtpCommandError) as caught:
-        send_email(
-            EmailMessage([to], from_), refusing.details, **plain_options(refusing)
-        )
+        send_email(EmailMessage([to], from_), submission.details, **opts(submission))
     error = caught.value
     assert error.kind is kind
     assert error.reply.code == 501 and error.reply.enhanced_status == status
     assert error.mailbox in (to, from_)
-    assert refusing.server.connections == 0
+    assert submission.server.connections == 0
 
 
-def test_bad_port_is_refused_before_connecting(refusing: Endpoint) -> None:
-    details = BasicEmailSessionDetails(ServerDetails(refusing.server.host, 0, False))
+def test_bad_port_is_refused_before_connecting(submission: Endpoint) -> None:
+    details = BasicEmailSessionDetails(ServerDetails(submission.server.host, 0, False))
     with pytest.raises(PropertyValueOutOfRangeError) as caught:
-        send_email(message("port"), details, **plain_options(refusing))
+        send_email(message("port"), details, **opts(submission))
     assert caught.value.property_name == "server_details.port"
-    assert refusing.server.connections == 0
+    assert submission.server.connections == 0
 
 
 @pytest.mark.parametrize(
@@ -376,20 +384,22 @@ def test_bad_port_is_refused_before_connecting(refusing: Endpoint) -> None:
     ids=["nul", "long-line"],
 )
 def test_bad_raw_data_is_refused_before_connecting(
-    refusing: Endpoint, data: bytes, why: str
+    submission: Endpoint, data: bytes, why: str
 ) -> None:
-    client = SmtpClient(refusing.details, timeout=TIMEOUT)
+    client = SmtpClient(
+        submission.details, tls_context=submission.context, timeout=TIMEOUT
+    )
     with pytest.raises(ArgumentError) as caught:
         client.send_raw(SENDER, ["r@example.com"], data)
     assert caught.value.property_name == "data"
     assert why in str(caught.value)
     assert not client.is_connected
-    assert refusing.server.connections == 0
+    assert submission.server.connections == 0
 
 
-def test_bad_input_on_an_open_session_sends_nothing(refusing: Endpoint) -> None:
-    server, details = refusing.server, refusing.details
-    options = plain_options(refusing)
+def test_bad_input_on_an_open_session_sends_nothing(submission: Endpoint) -> None:
+    server, details = submission.server, submission.details
+    options = opts(submission)
     send_email(message("good"), details, close_session=False, **options)
     [before] = server.sessions
     with pytest.raises(PropertyEmptyError):

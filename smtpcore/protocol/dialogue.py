@@ -201,8 +201,8 @@ class Dialogue:
                     # RFC 5321 3.8: the server is shutting the channel.
                     raise self._session_error(
                         EmailSessionReason.CONNECTION_LOST,
-                        f"the server is closing the connection ({event}) in answer "
-                        f"to {waiting_for}",
+                        f"the server is closing the connection ({event}) while we "
+                        f"waited for {waiting_for}",
                         reply=event,
                         in_doubt=in_doubt,
                     )

@@ -44,9 +44,7 @@ class SmtpReply:
     @property
     def text(self) -> str:
         """The reply text, lines joined with ``\\n``, decoded leniently."""
-        return "\n".join(
-            line.decode("utf-8", "replace") for line in self.lines
-        )
+        return "\n".join(line.decode("utf-8", "replace") for line in self.lines)
 
     @property
     def is_positive(self) -> bool:
