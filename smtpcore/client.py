@@ -33,7 +33,7 @@ from smtpcore.protocol.dialogue import (
     Write,
 )
 from smtpcore.protocol.replies import SmtpReply
-from smtpcore.tls import Phase, classify, default_context
+from smtpcore.tls import Phase, classify, shared_default_context
 from smtpcore.validation import validate_session_details
 
 __all__ = ["RawItem", "SendItem", "SmtpClient", "StartTlsPolicy"]
@@ -111,7 +111,7 @@ class SmtpClient:
         self._details = session_details
         self._timeout = timeout
         self._data_timeout = data_timeout
-        self._context = tls_context or default_context()
+        self._context = tls_context
         self._starttls: StartTlsPolicy = starttls
         self._local_hostname = local_hostname
         self._allow_insecure_auth = allow_insecure_auth
@@ -120,6 +120,10 @@ class SmtpClient:
         self._dialogue: Dialogue | None = None
 
     # ------------------------------------------------------------ lifecycle
+
+    @property
+    def _tls_context(self) -> ssl.SSLContext:
+        return self._context or shared_default_context()
 
     @property
     def _server(self) -> tuple[str, int, bool]:
@@ -178,7 +182,7 @@ class SmtpClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if use_ssl:
                 phase = "handshake"
-                sock = self._context.wrap_socket(sock, server_hostname=host)
+                sock = self._tls_context.wrap_socket(sock, server_hostname=host)
             return sock
         except OSError as exc:
             if sock is not None:
@@ -269,7 +273,7 @@ class SmtpClient:
                         sock.sendall(data[start : start + _WRITE_SIZE])
                 else:
                     sock.settimeout(self._timeout)
-                    sock = self._context.wrap_socket(sock, server_hostname=host)
+                    sock = self._tls_context.wrap_socket(sock, server_hostname=host)
                     self._sock = sock
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]

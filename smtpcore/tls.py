@@ -15,7 +15,7 @@ from typing import Literal
 
 from smtpcore.errors import EmailSessionError, EmailSessionReason
 
-__all__ = ["Phase", "classify", "default_context"]
+__all__ = ["Phase", "classify", "default_context", "shared_default_context"]
 
 Phase = Literal["connect", "handshake", "io"]
 
@@ -43,6 +43,22 @@ def default_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
+
+
+_shared: ssl.SSLContext | None = None
+
+
+def shared_default_context() -> ssl.SSLContext:
+    """The :func:`default_context` that clients without their own share.
+
+    Loading the system CA store costs tens of milliseconds per context (it
+    dominated a new session on loopback); an ``SSLContext`` is meant to be
+    shared by many connections, so it is built once, on first use.
+    """
+    global _shared
+    if _shared is None:
+        _shared = default_context()
+    return _shared
 
 
 def _certificate_reason(

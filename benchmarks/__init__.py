@@ -1,0 +1,1 @@
+"""Benchmarks of smtpcore against its peers (``python -m benchmarks``)."""
