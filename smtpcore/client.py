@@ -1,39 +1,34 @@
-"""``SmtpClient``: runs the conversation of :mod:`smtpcore.protocol.dialogue`
-over a blocking socket, with TLS from :mod:`ssl`.
+"""``SmtpClient``: an SMTP session over a blocking socket.
 
-The transport loop (:meth:`SmtpClient._run`) only executes the I/O the
-conversation asks for; every SMTP decision is made in the dialogue.
+The conversation lives in :mod:`smtpcore.protocol.dialogue` and the I/O in
+:mod:`smtpcore.transport`; this module adds the session around them: opening
+and reusing it, reconnecting when an idle session was dropped, diagnosing
+certificate failures and the opt-in revocation check.
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.message
-import select
-import socket
 import ssl
 from collections.abc import Iterable, Sequence
 from typing import Literal, TypeVar
 
 from smtpcore.envelope import check_envelope, check_raw_content, prepare
-from smtpcore.errors import (
-    EmailSessionError,
-    EmailSessionReason,
-    SmtpCoreError,
-    SmtpProtocolError,
-)
+from smtpcore.errors import EmailSessionError, EmailSessionReason, SmtpCoreError
 from smtpcore.mime import BuiltMessage
 from smtpcore.models import BasicEmailSessionDetails, EmailMessage
-from smtpcore.protocol.dialogue import (
-    Conversation,
-    Dialogue,
-    Read,
-    SendResult,
-    SessionPolicy,
-    Write,
-)
+from smtpcore.protocol.dialogue import Conversation, Dialogue, SendResult, SessionPolicy
 from smtpcore.protocol.replies import SmtpReply
-from smtpcore.tls import Phase, classify, shared_default_context
+from smtpcore.tls import (
+    CrlUnavailable,
+    antivirus_product,
+    fetch_crl,
+    revocation_context,
+    shared_default_context,
+    unverified_context,
+)
+from smtpcore.transport import Endpoint, Transport, address_literal, peer_leaf
 from smtpcore.validation import validate_session_details
 
 __all__ = ["RawItem", "SendItem", "SmtpClient", "StartTlsPolicy"]
@@ -43,26 +38,9 @@ StartTlsPolicy = Literal["auto", "required", "never"]
 RawItem = tuple[str, str | Sequence[str], bytes]
 SendItem = EmailMessage | email.message.Message | RawItem
 
-# One recv() per Read request: 64 KiB holds any normal reply group whole and
-# bounds what a single call can hand the parser (which bounds lines itself).
-_READ_SIZE = 65536
-# Writes go out in pieces of this size, each bounded by the timeout: since
-# Python 3.5 sendall()'s timeout bounds the whole transfer, and ssl bounds a
-# whole write() the same way, so one call for a large message would time out
-# on a slow link while the upload was still progressing.  RFC 5321
-# 4.5.3.2.5 times each data block ("3 minutes"), not the message.
-_WRITE_SIZE = 65536
-
-
-def address_literal(sockname: tuple[object, ...]) -> str:
-    """The EHLO argument for our end of the socket, as an address literal.
-
-    RFC 5321 4.1.4 allows an address literal when the client has no
-    meaningful name; using it avoids ``getfqdn()``, a DNS lookup that smtplib
-    makes on every connection.
-    """
-    host = str(sockname[0])
-    return f"[IPv6:{host}]" if ":" in host else f"[{host}]"
+# OpenSSL's verify codes for a chain that does not lead to a trusted root:
+# what a certificate re-signed by an intercepting product looks like.
+_UNTRUSTED_CODES = frozenset({18, 19, 20, 21})
 
 
 class SmtpClient:
@@ -81,7 +59,11 @@ class SmtpClient:
             clear, ``"never"`` does not upgrade.
         local_hostname: the EHLO argument; default: our address literal.
         allow_insecure_auth: allow credentials over an unencrypted connection.
-        check_revocation: reserved for CRL checking (see docs/errors.md).
+        check_revocation: before each connection, fetch the CRL named in the
+            server certificate's CRL distribution point (http) and refuse a
+            revoked certificate; an unreachable CRL is ``CRL_SERVER_DOWN``.
+            The CRL-checking context takes the CA certificates loaded into
+            ``tls_context`` (or the system store by default).
 
     Raises:
         PropertyNullError, PropertyEmptyError, PropertyValueOutOfRangeError,
@@ -116,26 +98,22 @@ class SmtpClient:
         self._local_hostname = local_hostname
         self._allow_insecure_auth = allow_insecure_auth
         self._check_revocation = check_revocation
-        self._sock: socket.socket | None = None
+        self._transport: Transport | None = None
         self._dialogue: Dialogue | None = None
 
     # ------------------------------------------------------------ lifecycle
 
     @property
-    def _tls_context(self) -> ssl.SSLContext:
-        return self._context or shared_default_context()
-
-    @property
-    def _server(self) -> tuple[str, int, bool]:
+    def _endpoint(self) -> Endpoint:
         server = self._details.server_details
         assert server is not None and server.host is not None
-        return server.host, server.port, server.use_ssl
+        return Endpoint(server.host, server.port, server.use_ssl, self._timeout)
 
     @property
     def is_connected(self) -> bool:
         """True while a session is open (it may still have been dropped by
         the server; sends check that and reconnect)."""
-        return self._sock is not None
+        return self._transport is not None
 
     def connect(self) -> None:
         """Open the session: connect, TLS, EHLO, STARTTLS, AUTH.
@@ -147,79 +125,128 @@ class SmtpClient:
             SmtpCommandError: the server refused the greeting or HELO.
             SmtpProtocolError: the server broke the protocol.
         """
-        if self._sock is not None:
+        if self._transport is not None:
             return
-        host, port, use_ssl = self._server
-        sock = self._open_socket(host, port, use_ssl)
+        endpoint = self._endpoint
+        context = self._context or shared_default_context()
+        try:
+            if self._check_revocation:
+                context = self._revocation_checking(endpoint, context)
+            transport = Transport.connect(endpoint, context)
+        except EmailSessionError as exc:
+            raise self._diagnosed(exc, endpoint) from exc.__cause__
         credentials = self._details.credentials
-        policy = SessionPolicy(
-            host=host,
-            port=port,
-            local_hostname=self._local_hostname or address_literal(sock.getsockname()),
-            implicit_tls=use_ssl,
-            starttls=self._starttls,
-            username=credentials.username if credentials else None,
-            password=credentials.password if credentials else None,
-            allow_insecure_auth=self._allow_insecure_auth,
-            timeout=self._timeout,
-            data_timeout=self._data_timeout,
+        self._transport = transport
+        self._dialogue = Dialogue(
+            SessionPolicy(
+                host=endpoint.host,
+                port=endpoint.port,
+                local_hostname=self._local_hostname
+                or address_literal(transport.sock.getsockname()),
+                implicit_tls=endpoint.use_ssl,
+                starttls=self._starttls,
+                username=credentials.username if credentials else None,
+                password=credentials.password if credentials else None,
+                allow_insecure_auth=self._allow_insecure_auth,
+                timeout=self._timeout,
+                data_timeout=self._data_timeout,
+            )
         )
-        self._sock = sock
-        self._dialogue = Dialogue(policy)
         try:
             self._run(self._dialogue.open())
+        except EmailSessionError as exc:
+            self.close()
+            raise self._diagnosed(exc, endpoint) from exc.__cause__
         except BaseException:
             self.close()
             raise
 
-    def _open_socket(self, host: str, port: int, use_ssl: bool) -> socket.socket:
-        phase: Phase = "connect"
-        sock: socket.socket | None = None
+    def _diagnosed(
+        self, exc: EmailSessionError, endpoint: Endpoint
+    ) -> EmailSessionError:
+        """Tell a certificate replaced by an anti-virus product from one that
+        is merely untrusted, by a second, unverified look at the server's
+        certificate.  That look is for the diagnosis only: no credentials
+        or mail go over it."""
+        cause = exc.__cause__
+        if not (
+            isinstance(cause, ssl.SSLCertVerificationError)
+            and cause.verify_code in _UNTRUSTED_CODES
+        ):
+            return exc
+        from smtpcore.x509 import CertificateParseError, parse_certificate
+
         try:
-            sock = socket.create_connection((host, port), timeout=self._timeout)
-            # A pipelined group goes out in one write; Nagle's algorithm
-            # would hold the next small write back for a delayed ACK.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if use_ssl:
-                phase = "handshake"
-                sock = self._tls_context.wrap_socket(sock, server_hostname=host)
-            return sock
-        except OSError as exc:
-            if sock is not None:
-                sock.close()
-            raise classify(
-                exc,
-                host=host,
-                port=port,
-                phase=phase,
-                use_ssl=use_ssl,
-                timeout=self._timeout,
+            der = peer_leaf(endpoint, unverified_context(), self._local_hostname)
+            issuer = parse_certificate(der).issuer if der else None
+        except (SmtpCoreError, CertificateParseError):
+            return exc
+        if issuer is None:
+            return exc
+        fields = [value for name in ("CN", "O", "OU") for value in issuer.get(name)]
+        product = antivirus_product(fields)
+        if product is None:
+            return exc
+        return EmailSessionError(
+            EmailSessionReason.CERTIFICATE_REPLACED_BY_ANTIVIRUS,
+            f"the server's certificate was issued by '{issuer}', a root of "
+            f"{product}, which intercepts TLS on this machine",
+            host=endpoint.host,
+            port=endpoint.port,
+        )
+
+    def _revocation_checking(
+        self, endpoint: Endpoint, context: ssl.SSLContext
+    ) -> ssl.SSLContext:
+        """A context that also refuses the server's certificate if its CRL
+        lists it (RFC 5280 4.2.1.13, 5.3)."""
+        from smtpcore.x509 import CertificateParseError, parse_certificate
+
+        der = peer_leaf(endpoint, context, self._local_hostname)
+        if der is None:
+            return context  # no TLS on this session: nothing to check
+        try:
+            points = parse_certificate(der).crl_distribution_points
+        except CertificateParseError as exc:
+            raise EmailSessionError(
+                EmailSessionReason.CRL_SERVER_DOWN,
+                f"the certificate's CRL distribution point could not be read ({exc})",
+                host=endpoint.host,
+                port=endpoint.port,
             ) from exc
+        urls = [url for url in points if url.lower().startswith("http://")]
+        if not urls:
+            return context  # the certificate names no CRL to check against
+        failures: list[CrlUnavailable] = []
+        for url in urls:
+            try:
+                return revocation_context(context, fetch_crl(url, self._timeout))
+            except CrlUnavailable as exc:
+                failures.append(exc)
+        raise EmailSessionError(
+            EmailSessionReason.CRL_SERVER_DOWN,
+            "; ".join(str(failure) for failure in failures),
+            host=endpoint.host,
+            port=endpoint.port,
+        ) from failures[-1]
 
     def close(self) -> None:
         """Send QUIT if the session is idle, then close the socket.
 
         Never raises; safe to call more than once.
         """
-        dialogue = self._dialogue
-        if (
-            self._sock is not None
-            and dialogue is not None
-            and not dialogue.conn.pending
-        ):
-            try:
-                self._run(dialogue.quit())
-            except SmtpCoreError:
-                pass  # we are leaving anyway; the socket is closed below
-            except Exception:
-                pass  # a LocalProtocolError: the state allows no QUIT
+        transport, dialogue = self._transport, self._dialogue
+        if transport is not None and dialogue is not None and not dialogue.conn.pending:
+            # We are leaving anyway: a failed QUIT (or a state that allows
+            # none, LocalProtocolError) changes nothing.
+            with contextlib.suppress(SmtpCoreError):
+                transport.run(dialogue.quit())
         self._drop()
 
     def _drop(self) -> None:
-        sock, self._sock, self._dialogue = self._sock, None, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.close()
+        transport, self._transport, self._dialogue = self._transport, None, None
+        if transport is not None:
+            transport.close()
 
     def __enter__(self) -> SmtpClient:
         self.connect()
@@ -228,85 +255,16 @@ class SmtpClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _server_hung_up(self) -> bool:
-        """Zero-round-trip liveness check of an idle session.
-
-        An idle server has nothing to say; if the socket is readable it has
-        closed the connection or sent a 421 before closing (RFC 5321 3.8),
-        and either way the session is gone.
-        """
-        sock = self._sock
-        if sock is None:
-            return True
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
-            return True
-        try:
-            if hasattr(select, "poll"):
-                poller = select.poll()
-                poller.register(sock, select.POLLIN)
-                return bool(poller.poll(0))
-            readable, _, _ = select.select([sock], [], [], 0)
-            return bool(readable)
-        except (OSError, ValueError):
-            return True
-
-    # ----------------------------------------------------------- transport
-
     def _run(self, conversation: Conversation[T]) -> T:
-        """Execute the conversation's I/O requests until it returns."""
-        sock = self._sock
-        assert sock is not None
-        host, port, use_ssl = self._server
-        value: bytes | None = None
-        request: object = None
+        transport = self._transport
+        assert transport is not None
         try:
-            while True:
-                request = conversation.send(value)
-                value = None
-                if isinstance(request, Read):
-                    sock.settimeout(request.timeout)
-                    value = sock.recv(_READ_SIZE)
-                elif isinstance(request, Write):
-                    sock.settimeout(self._timeout)
-                    data = memoryview(request.data)
-                    for start in range(0, len(data), _WRITE_SIZE):
-                        sock.sendall(data[start : start + _WRITE_SIZE])
-                else:
-                    sock.settimeout(self._timeout)
-                    sock = self._tls_context.wrap_socket(sock, server_hostname=host)
-                    self._sock = sock
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except OSError as exc:
-            self._drop()
-            if isinstance(request, Read):
-                phase: Phase = "io"
-                waiting_for, timeout, in_doubt = (
-                    request.waiting_for,
-                    request.timeout,
-                    request.in_doubt,
-                )
-            else:
-                phase = "io" if isinstance(request, Write) else "handshake"
-                waiting_for, timeout, in_doubt = "", self._timeout, False
-            raise classify(
-                exc,
-                host=host,
-                port=port,
-                phase=phase,
-                use_ssl=use_ssl,
-                waiting_for=waiting_for,
-                timeout=timeout,
-                in_doubt=in_doubt,
-            ) from exc
-        except SmtpProtocolError:
-            self._drop()
-            raise
+            return transport.run(conversation)
         except BaseException:
             # A failure that left a reply outstanding or a transaction open
             # cannot be recovered from: start the next send afresh.
             dialogue = self._dialogue
-            if dialogue is None or not dialogue.conn.idle:
+            if transport.closed or dialogue is None or not dialogue.conn.idle:
                 self._drop()
             raise
 
@@ -409,8 +367,8 @@ class SmtpClient:
         return self._run(self._dialogue.noop())
 
     def _deliver(self, built: BuiltMessage, allow_partial: bool) -> SendResult:
-        reused = self._sock is not None
-        if reused and self._server_hung_up():
+        reused = self._transport is not None
+        if reused and self._transport is not None and self._transport.hung_up():
             self._drop()
             reused = False
         self.connect()

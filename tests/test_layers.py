@@ -194,6 +194,6 @@ def test_static_scan_catches_every_import_form(source: str) -> None:
     assert {name.split(".")[0] for name in names} & FORBIDDEN
 
 
-def test_static_scan_sees_the_client_import_io() -> None:
-    names = imports_of(PACKAGE / "client.py")
+def test_static_scan_sees_the_transport_import_io() -> None:
+    names = imports_of(PACKAGE / "transport.py")
     assert {"socket", "ssl", "select"} <= {name.split(".")[0] for name in names}

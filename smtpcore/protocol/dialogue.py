@@ -81,11 +81,16 @@ class Read:
         waiting_for: what the reply is for, for error messages.
         in_doubt: the whole message was sent and this is its final reply:
             losing the connection now leaves delivery unknown.
+        tls_probe_after: if nothing at all arrives within this many seconds,
+            the transport should find out whether the port expects TLS from
+            the first byte (a plain client there waits for a greeting that
+            never comes) instead of waiting out the whole timeout.
     """
 
     timeout: float
     waiting_for: str
     in_doubt: bool = False
+    tls_probe_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,12 @@ class UpgradeTls:
 
 
 UPGRADE_TLS = UpgradeTls()
+
+# Seconds of silence after connecting before a plain client checks whether
+# the port expects implicit TLS.  Servers that delay their greeting on
+# purpose (anti-spam "greet pause") lose nothing: the check runs on a second
+# connection and the wait for the greeting goes on if the port is not TLS.
+GREETING_WINDOW = 1.0
 
 Request = Write | Read | UpgradeTls
 Conversation = Generator[Request, bytes | None, T]
@@ -181,13 +192,24 @@ class Dialogue:
         )
 
     def _reply(
-        self, waiting_for: str, *, timeout: float | None = None, in_doubt: bool = False
+        self,
+        waiting_for: str,
+        *,
+        timeout: float | None = None,
+        in_doubt: bool = False,
+        tls_probe_after: float | None = None,
     ) -> Conversation[SmtpReply]:
         """Read until one complete reply is parsed."""
         while True:
             event = self.conn.next_event()
             if isinstance(event, NeedData):
-                data = yield Read(timeout or self.policy.timeout, waiting_for, in_doubt)
+                data = yield Read(
+                    timeout or self.policy.timeout,
+                    waiting_for,
+                    in_doubt,
+                    tls_probe_after,
+                )
+                tls_probe_after = None  # something arrived: the port is not TLS
                 self.conn.receive_data(data or b"")
             elif isinstance(event, ConnectionClosed):
                 raise self._session_error(
@@ -222,8 +244,12 @@ class Dialogue:
                 available, authentication failed.
             SmtpCommandError: the greeting or HELO was refused.
         """
+        # RFC 5321 3.1: a plain SMTP server speaks first.  Silence on a plain
+        # connection is what an implicit-TLS port looks like (it waits for
+        # our ClientHello), so after a short window the transport checks.
+        probe = None if self.policy.implicit_tls else GREETING_WINDOW
         try:
-            greeting = yield from self._reply("the greeting")
+            greeting = yield from self._reply("the greeting", tls_probe_after=probe)
         except SmtpProtocolError as exc:
             raise self._session_error(
                 EmailSessionReason.INVALID_PORT,

@@ -1,0 +1,292 @@
+"""The blocking transport: executes the I/O a dialogue asks for, over one
+socket, with :mod:`ssl` for implicit TLS and STARTTLS.
+
+No SMTP decision is made here (they live in :mod:`smtpcore.protocol.dialogue`);
+this module moves bytes, bounds every wait, and turns socket and ssl
+failures into :class:`~smtpcore.errors.EmailSessionError` through
+:func:`smtpcore.tls.classify`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from typing import TypeVar
+
+from smtpcore.errors import (
+    EmailSessionError,
+    EmailSessionReason,
+    SmtpCoreError,
+    SmtpProtocolError,
+)
+from smtpcore.protocol.dialogue import (
+    Conversation,
+    Dialogue,
+    Read,
+    SessionPolicy,
+    Write,
+)
+from smtpcore.tls import Phase, classify, speaks_tls
+
+__all__ = ["Endpoint", "Transport", "address_literal", "peer_leaf"]
+
+T = TypeVar("T")
+
+# One recv() per Read request: 64 KiB holds any normal reply group whole and
+# bounds what a single call can hand the parser (which bounds lines itself).
+_READ_SIZE = 65536
+# Writes go out in pieces of this size, each bounded by the timeout: since
+# Python 3.5 sendall()'s timeout bounds the whole transfer, and ssl bounds a
+# whole write() the same way, so one call for a large message would time out
+# on a slow link while the upload was still progressing.  RFC 5321
+# 4.5.3.2.5 times each data block ("3 minutes"), not the message.
+_WRITE_SIZE = 65536
+
+
+def address_literal(sockname: tuple[object, ...]) -> str:
+    """The EHLO argument for our end of the socket, as an address literal.
+
+    RFC 5321 4.1.4 allows an address literal when the client has no
+    meaningful name; using it avoids ``getfqdn()``, a DNS lookup that smtplib
+    makes on every connection.
+    """
+    host = str(sockname[0])
+    return f"[IPv6:{host}]" if ":" in host else f"[{host}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a session connects and how long any single wait may take."""
+
+    host: str
+    port: int
+    use_ssl: bool
+    timeout: float
+
+
+class Transport:
+    """One connection executing a dialogue's requests.
+
+    It closes itself on any socket, TLS or protocol failure: after one of
+    those the byte stream cannot be trusted.
+    """
+
+    def __init__(
+        self, sock: socket.socket, endpoint: Endpoint, context: ssl.SSLContext
+    ):
+        self.sock = sock
+        self.endpoint = endpoint
+        self.context = context
+        self.closed = False
+
+    @classmethod
+    def connect(cls, endpoint: Endpoint, context: ssl.SSLContext) -> Transport:
+        """Open the TCP connection, and TLS for implicit TLS.
+
+        Raises:
+            EmailSessionError: classified by :func:`smtpcore.tls.classify`.
+        """
+        phase: Phase = "connect"
+        sock: socket.socket | None = None
+        try:
+            sock = socket.create_connection(
+                (endpoint.host, endpoint.port), timeout=endpoint.timeout
+            )
+            # A pipelined group goes out in one write; Nagle's algorithm
+            # would hold the next small write back for a delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if endpoint.use_ssl:
+                phase = "handshake"
+                sock = context.wrap_socket(sock, server_hostname=endpoint.host)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            raise classify(
+                exc,
+                host=endpoint.host,
+                port=endpoint.port,
+                phase=phase,
+                use_ssl=endpoint.use_ssl,
+                timeout=endpoint.timeout,
+            ) from exc
+        return cls(sock, endpoint, context)
+
+    def run(self, conversation: Conversation[T]) -> T:
+        """Execute the conversation's I/O requests until it returns.
+
+        Raises:
+            EmailSessionError: an I/O failure (the transport closes), or what
+                the conversation raises.
+            SmtpProtocolError: the server broke the protocol (closes).
+            SmtpCommandError: a refusal the conversation reports.
+        """
+        value: bytes | None = None
+        while True:
+            try:
+                request = conversation.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            except SmtpProtocolError:
+                self.close()
+                raise
+            try:
+                value = self._execute(request)
+            except OSError as exc:
+                self.close()
+                raise self._classify(exc, request) from exc
+            except EmailSessionError:
+                self.close()
+                raise
+
+    def _execute(self, request: object) -> bytes | None:
+        sock = self.sock
+        if isinstance(request, Read):
+            return self._read(request)
+        sock.settimeout(self.endpoint.timeout)
+        if isinstance(request, Write):
+            data = memoryview(request.data)
+            for start in range(0, len(data), _WRITE_SIZE):
+                sock.sendall(data[start : start + _WRITE_SIZE])
+        else:
+            self.sock = self.context.wrap_socket(
+                sock, server_hostname=self.endpoint.host
+            )
+        return None
+
+    def _read(self, request: Read) -> bytes:
+        sock = self.sock
+        if request.tls_probe_after is None or self.endpoint.use_ssl:
+            sock.settimeout(request.timeout)
+            return sock.recv(_READ_SIZE)
+        # Leave the probe at least half the timeout, however short it is.
+        window = min(request.tls_probe_after, request.timeout / 2)
+        sock.settimeout(window)
+        try:
+            return sock.recv(_READ_SIZE)
+        except TimeoutError:
+            pass
+        started = time.monotonic()
+        remaining = request.timeout - window
+        endpoint = self.endpoint
+        if speaks_tls(endpoint.host, endpoint.port, remaining):
+            raise EmailSessionError(
+                EmailSessionReason.SSL_WRAPPED_CONNECTION_REQUIRED,
+                f"no greeting came within {window:g}s, and a TLS handshake on a "
+                "second connection succeeded: this port expects TLS from the first "
+                "byte (implicit TLS)",
+                host=endpoint.host,
+                port=endpoint.port,
+            )
+        remaining -= time.monotonic() - started
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)
+        return sock.recv(_READ_SIZE)
+
+    def _classify(self, exc: OSError, request: object) -> EmailSessionError:
+        endpoint = self.endpoint
+        if isinstance(request, Read):
+            phase: Phase = "io"
+            waiting_for, timeout, in_doubt = (
+                request.waiting_for,
+                request.timeout,
+                request.in_doubt,
+            )
+        else:
+            phase = "io" if isinstance(request, Write) else "handshake"
+            waiting_for, timeout, in_doubt = "", endpoint.timeout, False
+        return classify(
+            exc,
+            host=endpoint.host,
+            port=endpoint.port,
+            phase=phase,
+            use_ssl=endpoint.use_ssl,
+            waiting_for=waiting_for,
+            timeout=timeout,
+            in_doubt=in_doubt,
+        )
+
+    def close(self) -> None:
+        """Close the socket.  Never raises."""
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def hung_up(self) -> bool:
+        """Zero-round-trip liveness check of an idle session.
+
+        An idle server has nothing to say; if the socket is readable it has
+        closed the connection or sent a 421 before closing (RFC 5321 3.8),
+        and either way the session is gone.
+        """
+        sock = self.sock
+        if self.closed:
+            return True
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        try:
+            if hasattr(select, "poll"):
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                return bool(poller.poll(0))
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable)
+        except (OSError, ValueError):
+            return True
+
+    def peer_certificate(self) -> bytes | None:
+        """The server's leaf certificate (DER), if TLS is up."""
+        if isinstance(self.sock, ssl.SSLSocket):
+            return self.sock.getpeercert(binary_form=True)
+        return None
+
+
+def peer_leaf(
+    endpoint: Endpoint, context: ssl.SSLContext, local_hostname: str | None
+) -> bytes | None:
+    """Connect the way a session would, as far as the TLS handshake, and
+    return the server's leaf certificate (DER).
+
+    Used for diagnosis and revocation checks only: no credentials and no
+    mail are ever sent on this connection, and it quits at once.
+
+    Args:
+        endpoint: the server.
+        context: verifying, or :func:`smtpcore.tls.unverified_context`.
+        local_hostname: the EHLO argument, default our address literal.
+
+    Returns:
+        The DER certificate, or None if the server offers no STARTTLS.
+
+    Raises:
+        EmailSessionError, SmtpCommandError, SmtpProtocolError: as for a
+            session.
+    """
+    transport = Transport.connect(endpoint, context)
+    try:
+        if not endpoint.use_ssl:
+            dialogue = Dialogue(
+                SessionPolicy(
+                    host=endpoint.host,
+                    port=endpoint.port,
+                    local_hostname=local_hostname
+                    or address_literal(transport.sock.getsockname()),
+                    starttls="required",
+                    timeout=endpoint.timeout,
+                )
+            )
+            try:
+                transport.run(dialogue.open())
+            except EmailSessionError as exc:
+                if exc.reason is EmailSessionReason.STARTTLS_NOT_AVAILABLE:
+                    return None
+                raise
+            with contextlib.suppress(SmtpCoreError):
+                transport.run(dialogue.quit())
+        return transport.peer_certificate()
+    finally:
+        transport.close()
