@@ -329,3 +329,18 @@ class EmailSessionError(SmtpCoreError):
             else ""
         )
         super().__init__(f"{reason.value}{where}: {detail}{unknown} Fix: {reason.fix}")
+
+
+def reason_table() -> str:
+    """The Markdown table of every :class:`EmailSessionReason`, as published
+    in docs/errors.md (a test keeps that file in step with this table).
+
+    Returns:
+        The table, one row per reason: name, error code, cause, fix.
+    """
+    rows = ["| reason | `error_code` | cause | fix |", "|---|---|---|---|"]
+    for reason, info in REASON_INFO.items():
+        rows.append(
+            f"| `{reason.name}` | {info.error_code} | {info.cause} | {info.fix} |"
+        )
+    return "\n".join(rows) + "\n"
