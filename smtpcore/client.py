@@ -1,9 +1,9 @@
 """``SmtpClient``: an SMTP session over a blocking socket.
 
-The conversation lives in :mod:`smtpcore.protocol.dialogue` and the I/O in
-:mod:`smtpcore.transport`; this module adds the session around them: opening
-and reusing it, reconnecting when an idle session was dropped, diagnosing
-certificate failures and the opt-in revocation check.
+The conversation lives in :mod:`smtpcore.protocol.dialogue`, the I/O in
+:mod:`smtpcore.transport`, and what both clients share about opening and
+keeping a session in :mod:`smtpcore.opening`; this module is the blocking
+session around them.
 """
 
 from __future__ import annotations
@@ -12,35 +12,30 @@ import contextlib
 import email.message
 import ssl
 from collections.abc import Iterable, Sequence
-from typing import Literal, TypeVar
+from typing import TypeVar
 
-from smtpcore.envelope import check_envelope, check_raw_content, prepare
-from smtpcore.errors import EmailSessionError, EmailSessionReason, SmtpCoreError
+from smtpcore.envelope import prepare, prepare_item, prepare_raw
+from smtpcore.errors import EmailSessionError, SmtpCoreError
 from smtpcore.mime import BuiltMessage
 from smtpcore.models import BasicEmailSessionDetails, EmailMessage
-from smtpcore.protocol.dialogue import Conversation, Dialogue, SendResult, SessionPolicy
-from smtpcore.protocol.replies import SmtpReply
-from smtpcore.tls import (
-    CrlUnavailable,
-    antivirus_product,
-    fetch_crl,
-    revocation_context,
-    shared_default_context,
-    unverified_context,
+from smtpcore.opening import (
+    ClientOptions,
+    StartTlsPolicy,
+    diagnosed,
+    endpoint_of,
+    may_retry,
+    revocation_checking,
 )
-from smtpcore.transport import Endpoint, Transport, address_literal, peer_leaf
+from smtpcore.protocol.dialogue import Conversation, Dialogue, SendResult
+from smtpcore.protocol.replies import SmtpReply
+from smtpcore.transport import Transport
 from smtpcore.validation import validate_session_details
 
 __all__ = ["RawItem", "SendItem", "SmtpClient", "StartTlsPolicy"]
 
 T = TypeVar("T")
-StartTlsPolicy = Literal["auto", "required", "never"]
 RawItem = tuple[str, str | Sequence[str], bytes]
 SendItem = EmailMessage | email.message.Message | RawItem
-
-# OpenSSL's verify codes for a chain that does not lead to a trusted root:
-# what a certificate re-signed by an intercepting product looks like.
-_UNTRUSTED_CODES = frozenset({18, 19, 20, 21})
 
 
 class SmtpClient:
@@ -86,28 +81,20 @@ class SmtpClient:
         check_revocation: bool = False,
     ) -> None:
         validate_session_details(session_details)
-        if starttls not in ("auto", "required", "never"):
-            raise ValueError(
-                f"starttls must be 'auto', 'required' or 'never', not {starttls!r}"
-            )
         self._details = session_details
-        self._timeout = timeout
-        self._data_timeout = data_timeout
-        self._context = tls_context
-        self._starttls: StartTlsPolicy = starttls
-        self._local_hostname = local_hostname
-        self._allow_insecure_auth = allow_insecure_auth
-        self._check_revocation = check_revocation
+        self._options = ClientOptions(
+            timeout,
+            data_timeout,
+            tls_context,
+            starttls,
+            local_hostname,
+            allow_insecure_auth,
+            check_revocation,
+        )
         self._transport: Transport | None = None
         self._dialogue: Dialogue | None = None
 
     # ------------------------------------------------------------ lifecycle
-
-    @property
-    def _endpoint(self) -> Endpoint:
-        server = self._details.server_details
-        assert server is not None and server.host is not None
-        return Endpoint(server.host, server.port, server.use_ssl, self._timeout)
 
     @property
     def is_connected(self) -> bool:
@@ -127,108 +114,27 @@ class SmtpClient:
         """
         if self._transport is not None:
             return
-        endpoint = self._endpoint
-        context = self._context or shared_default_context()
+        options = self._options
+        endpoint = endpoint_of(self._details, options.timeout)
+        context = options.context
         try:
-            if self._check_revocation:
-                context = self._revocation_checking(endpoint, context)
+            if options.check_revocation:
+                context = revocation_checking(endpoint, context, options.local_hostname)
             transport = Transport.connect(endpoint, context)
         except EmailSessionError as exc:
-            raise self._diagnosed(exc, endpoint) from exc.__cause__
-        credentials = self._details.credentials
+            raise diagnosed(exc, endpoint, options.local_hostname) from exc.__cause__
         self._transport = transport
         self._dialogue = Dialogue(
-            SessionPolicy(
-                host=endpoint.host,
-                port=endpoint.port,
-                local_hostname=self._local_hostname
-                or address_literal(transport.sock.getsockname()),
-                implicit_tls=endpoint.use_ssl,
-                starttls=self._starttls,
-                username=credentials.username if credentials else None,
-                password=credentials.password if credentials else None,
-                allow_insecure_auth=self._allow_insecure_auth,
-                timeout=self._timeout,
-                data_timeout=self._data_timeout,
-            )
+            options.policy(self._details, endpoint, transport.sock.getsockname())
         )
         try:
             self._run(self._dialogue.open())
         except EmailSessionError as exc:
             self.close()
-            raise self._diagnosed(exc, endpoint) from exc.__cause__
+            raise diagnosed(exc, endpoint, options.local_hostname) from exc.__cause__
         except BaseException:
             self.close()
             raise
-
-    def _diagnosed(
-        self, exc: EmailSessionError, endpoint: Endpoint
-    ) -> EmailSessionError:
-        """Tell a certificate replaced by an anti-virus product from one that
-        is merely untrusted, by a second, unverified look at the server's
-        certificate.  That look is for the diagnosis only: no credentials
-        or mail go over it."""
-        cause = exc.__cause__
-        if not (
-            isinstance(cause, ssl.SSLCertVerificationError)
-            and cause.verify_code in _UNTRUSTED_CODES
-        ):
-            return exc
-        from smtpcore.x509 import CertificateParseError, parse_certificate
-
-        try:
-            der = peer_leaf(endpoint, unverified_context(), self._local_hostname)
-            issuer = parse_certificate(der).issuer if der else None
-        except (SmtpCoreError, CertificateParseError):
-            return exc
-        if issuer is None:
-            return exc
-        fields = [value for name in ("CN", "O", "OU") for value in issuer.get(name)]
-        product = antivirus_product(fields)
-        if product is None:
-            return exc
-        return EmailSessionError(
-            EmailSessionReason.CERTIFICATE_REPLACED_BY_ANTIVIRUS,
-            f"the server's certificate was issued by '{issuer}', a root of "
-            f"{product}, which intercepts TLS on this machine",
-            host=endpoint.host,
-            port=endpoint.port,
-        )
-
-    def _revocation_checking(
-        self, endpoint: Endpoint, context: ssl.SSLContext
-    ) -> ssl.SSLContext:
-        """A context that also refuses the server's certificate if its CRL
-        lists it (RFC 5280 4.2.1.13, 5.3)."""
-        from smtpcore.x509 import CertificateParseError, parse_certificate
-
-        der = peer_leaf(endpoint, context, self._local_hostname)
-        if der is None:
-            return context  # no TLS on this session: nothing to check
-        try:
-            points = parse_certificate(der).crl_distribution_points
-        except CertificateParseError as exc:
-            raise EmailSessionError(
-                EmailSessionReason.CRL_SERVER_DOWN,
-                f"the certificate's CRL distribution point could not be read ({exc})",
-                host=endpoint.host,
-                port=endpoint.port,
-            ) from exc
-        urls = [url for url in points if url.lower().startswith("http://")]
-        if not urls:
-            return context  # the certificate names no CRL to check against
-        failures: list[CrlUnavailable] = []
-        for url in urls:
-            try:
-                return revocation_context(context, fetch_crl(url, self._timeout))
-            except CrlUnavailable as exc:
-                failures.append(exc)
-        raise EmailSessionError(
-            EmailSessionReason.CRL_SERVER_DOWN,
-            "; ".join(str(failure) for failure in failures),
-            host=endpoint.host,
-            port=endpoint.port,
-        ) from failures[-1]
 
     def close(self) -> None:
         """Send QUIT if the session is idle, then close the socket.
@@ -328,12 +234,7 @@ class SmtpClient:
             SmtpCommandError, EmailSessionError, SmtpProtocolError: as for
                 :meth:`send`.
         """
-        recipients = (to_addrs,) if isinstance(to_addrs, str) else tuple(to_addrs)
-        check_envelope(from_addr, recipients)
-        check_raw_content(data)
-        return self._deliver(
-            BuiltMessage(data, from_addr, recipients, None), allow_partial
-        )
+        return self._deliver(prepare_raw(from_addr, to_addrs, data), allow_partial)
 
     def send_many(
         self, items: Iterable[SendItem], *, allow_partial: bool = False
@@ -352,10 +253,7 @@ class SmtpClient:
         results: list[SendResult | Exception] = []
         for item in items:
             try:
-                if isinstance(item, tuple):
-                    results.append(self.send_raw(*item, allow_partial=allow_partial))
-                else:
-                    results.append(self.send(item, allow_partial=allow_partial))
+                results.append(self._deliver(prepare_item(item), allow_partial))
             except (SmtpCoreError, OSError) as exc:
                 results.append(exc)
         return results
@@ -375,14 +273,7 @@ class SmtpClient:
         try:
             return self._transaction(built, allow_partial)
         except EmailSessionError as exc:
-            # A reused session the server dropped between our check and the
-            # send: nothing was delivered (no final reply was outstanding),
-            # so one retry on a fresh connection cannot duplicate it.
-            if not (
-                reused
-                and exc.reason is EmailSessionReason.CONNECTION_LOST
-                and not exc.delivery_unknown
-            ):
+            if not may_retry(exc, reused):
                 raise
         self.connect()
         return self._transaction(built, allow_partial)

@@ -105,3 +105,45 @@ def prepare(message: object) -> BuiltMessage:
         "expected a smtpcore EmailMessage or an email.message.Message, "
         f"not {type(message).__name__}",
     )
+
+
+def prepare_raw(from_addr: object, to_addrs: object, data: object) -> BuiltMessage:
+    """Check a prebuilt message and its envelope (``send_raw``).
+
+    Args:
+        from_addr: the envelope sender ("" for the null reverse-path).
+        to_addrs: one recipient (str) or a sequence of them.
+        data: the RFC 5322 message bytes.
+
+    Returns:
+        The :class:`~smtpcore.mime.BuiltMessage` (no Message-ID known).
+
+    Raises:
+        ArgumentError, PropertyEmptyError, SmtpCommandError: see
+            :func:`check_envelope` and :func:`check_raw_content`.
+    """
+    if isinstance(to_addrs, str):
+        recipients: tuple[object, ...] = (to_addrs,)
+    elif isinstance(to_addrs, (list, tuple)):
+        recipients = tuple(to_addrs)
+    else:
+        raise ArgumentError("to_addrs", "recipients must be a str or a list of str")
+    check_envelope(from_addr, recipients)
+    check_raw_content(data)
+    assert isinstance(from_addr, str) and isinstance(
+        data, (bytes, bytearray, memoryview)
+    )
+    return BuiltMessage(bytes(data), from_addr, tuple(map(str, recipients)), None)
+
+
+def prepare_item(item: object) -> BuiltMessage:
+    """One item of ``send_many``: a message, or a ``(from, to, data)`` tuple.
+
+    Raises:
+        As :func:`prepare` or :func:`prepare_raw`.
+    """
+    if isinstance(item, tuple):
+        if len(item) != 3:
+            raise ArgumentError("items", "a raw item is (from_addr, to_addrs, data)")
+        return prepare_raw(*item)
+    return prepare(item)

@@ -47,6 +47,7 @@ from smtpcore.protocol.commands import (
     StartTls,
 )
 from smtpcore.protocol.connection import ConnectionClosed, NeedData, SmtpConnection
+from smtpcore.protocol.extensions import Extensions
 from smtpcore.protocol.replies import SmtpReply
 from smtpcore.protocol.sasl import MAX_ROUNDS, choose_mechanism
 from smtpcore.protocol.state import State
@@ -171,6 +172,11 @@ class Dialogue:
         self.policy = policy
         self.conn = SmtpConnection(tls=policy.implicit_tls)
         self._hello_domain = _ascii_domain(policy.local_hostname)
+        # What open() saw, for diagnosis tools (``smtpcore probe``): the
+        # greeting, and the capabilities offered before a STARTTLS upgrade
+        # (RFC 3207 4.2: they are discarded for everything else).
+        self.greeting: SmtpReply | None = None
+        self.extensions_before_tls: Extensions | None = None
 
     # ----------------------------------------------------------- primitives
 
@@ -255,6 +261,7 @@ class Dialogue:
                 EmailSessionReason.INVALID_PORT,
                 f"what answers on this port is not an SMTP server ({exc})",
             ) from exc
+        self.greeting = greeting
         if not greeting.is_positive:
             # RFC 5321 3.1: after a 554 greeting the client sends QUIT.
             yield from self.quit()
@@ -309,6 +316,7 @@ class Dialogue:
                     reply=reply,
                 )
             return
+        self.extensions_before_tls = self.conn.extensions
         yield UPGRADE_TLS
         self.conn.tls_started()
         yield from self._hello()

@@ -1,0 +1,220 @@
+"""How a session is opened and kept, whatever the transport.
+
+The blocking :class:`~smtpcore.client.SmtpClient` and the asyncio
+:class:`~smtpcore.aio.AsyncSmtpClient` share everything here: the client
+options and the policy the dialogue gets from them, the rule for retrying a
+send on a fresh connection, and the two certificate checks that need a
+connection of their own (the anti-virus diagnosis and the opt-in CRL
+check).  Those two block; the asyncio client runs them in a worker thread,
+as they happen only after a certificate failure or with
+``check_revocation=True``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Literal
+
+from smtpcore.errors import (
+    ArgumentError,
+    EmailSessionError,
+    EmailSessionReason,
+    SmtpCoreError,
+)
+from smtpcore.models import BasicEmailSessionDetails
+from smtpcore.protocol.dialogue import SessionPolicy
+from smtpcore.tls import (
+    CrlUnavailable,
+    antivirus_product,
+    fetch_crl,
+    revocation_context,
+    shared_default_context,
+    unverified_context,
+)
+from smtpcore.transport import Endpoint, address_literal, peer_leaf
+
+__all__ = [
+    "ClientOptions",
+    "StartTlsPolicy",
+    "diagnosed",
+    "endpoint_of",
+    "may_retry",
+    "revocation_checking",
+]
+
+StartTlsPolicy = Literal["auto", "required", "never"]
+
+# OpenSSL's verify codes for a chain that does not lead to a trusted root:
+# what a certificate re-signed by an intercepting product looks like.
+_UNTRUSTED_CODES = frozenset({18, 19, 20, 21})
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """The keyword options of both clients (see :class:`SmtpClient`)."""
+
+    timeout: float = 30.0
+    data_timeout: float = 600.0
+    tls_context: ssl.SSLContext | None = None
+    starttls: StartTlsPolicy = "auto"
+    local_hostname: str | None = None
+    allow_insecure_auth: bool = False
+    check_revocation: bool = False
+
+    def __post_init__(self) -> None:
+        if self.starttls not in ("auto", "required", "never"):
+            raise ArgumentError(
+                "starttls",
+                f"must be 'auto', 'required' or 'never', not {self.starttls!r}",
+            )
+        for name in ("timeout", "data_timeout"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or value <= 0
+            ):
+                raise ArgumentError(
+                    name, f"must be a positive number of seconds, not {value!r}"
+                )
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The TLS context: the caller's, or the shared verifying default."""
+        return self.tls_context or shared_default_context()
+
+    def policy(
+        self,
+        details: BasicEmailSessionDetails,
+        endpoint: Endpoint,
+        sockname: tuple[object, ...],
+    ) -> SessionPolicy:
+        """The dialogue's policy for a connection whose local address is
+        ``sockname``."""
+        credentials = details.credentials
+        return SessionPolicy(
+            host=endpoint.host,
+            port=endpoint.port,
+            local_hostname=self.local_hostname or address_literal(sockname),
+            implicit_tls=endpoint.use_ssl,
+            starttls=self.starttls,
+            username=credentials.username if credentials else None,
+            password=credentials.password if credentials else None,
+            allow_insecure_auth=self.allow_insecure_auth,
+            timeout=self.timeout,
+            data_timeout=self.data_timeout,
+        )
+
+
+def endpoint_of(details: BasicEmailSessionDetails, timeout: float) -> Endpoint:
+    """Where ``details`` (already validated) says to connect."""
+    server = details.server_details
+    assert server is not None and server.host is not None
+    return Endpoint(server.host, server.port, server.use_ssl, timeout)
+
+
+def may_retry(exc: EmailSessionError, reused: bool) -> bool:
+    """Whether a send that failed with ``exc`` may be repeated on a fresh
+    connection.
+
+    Only on a reused session the server dropped before the message's final
+    reply was due: then nothing was delivered, and one retry cannot
+    duplicate the message.  Never after the content went out in full.
+    """
+    return (
+        reused
+        and exc.reason is EmailSessionReason.CONNECTION_LOST
+        and not exc.delivery_unknown
+    )
+
+
+def diagnosed(
+    exc: EmailSessionError, endpoint: Endpoint, local_hostname: str | None
+) -> EmailSessionError:
+    """Tell a certificate replaced by an anti-virus product from one that is
+    merely untrusted, by a second, unverified look at the server's
+    certificate.
+
+    That look is for the diagnosis only: it sends no credentials and no
+    mail, and quits at once.
+
+    Returns:
+        ``exc`` itself, or a ``CERTIFICATE_REPLACED_BY_ANTIVIRUS`` error.
+    """
+    from smtpcore.x509 import CertificateParseError, parse_certificate
+
+    cause = exc.__cause__
+    if not (
+        isinstance(cause, ssl.SSLCertVerificationError)
+        and cause.verify_code in _UNTRUSTED_CODES
+    ):
+        return exc
+    try:
+        der = peer_leaf(endpoint, unverified_context(), local_hostname)
+        issuer = parse_certificate(der).issuer if der else None
+    except (SmtpCoreError, CertificateParseError):
+        return exc
+    if issuer is None:
+        return exc
+    product = antivirus_product(
+        value for name in ("CN", "O", "OU") for value in issuer.get(name)
+    )
+    if product is None:
+        return exc
+    return EmailSessionError(
+        EmailSessionReason.CERTIFICATE_REPLACED_BY_ANTIVIRUS,
+        f"the server's certificate was issued by '{issuer}', a root of "
+        f"{product}, which intercepts TLS on this machine",
+        host=endpoint.host,
+        port=endpoint.port,
+    )
+
+
+def revocation_checking(
+    endpoint: Endpoint, context: ssl.SSLContext, local_hostname: str | None
+) -> ssl.SSLContext:
+    """A context that also refuses the server's certificate if its CRL lists
+    it (RFC 5280 4.2.1.13, 5.3).
+
+    Reads the certificate on a connection of its own (no credentials, no
+    mail), fetches the CRL from the first http distribution point that
+    answers, and hands it to OpenSSL (``VERIFY_CRL_CHECK_LEAF``).
+
+    Returns:
+        ``context`` itself when there is nothing to check (no TLS on this
+        session, or no CRL named in the certificate).
+
+    Raises:
+        EmailSessionError: ``CRL_SERVER_DOWN`` when no CRL could be fetched
+            or read; any session error of the look at the certificate.
+    """
+    from smtpcore.x509 import CertificateParseError, parse_certificate
+
+    der = peer_leaf(endpoint, context, local_hostname)
+    if der is None:
+        return context
+    try:
+        points = parse_certificate(der).crl_distribution_points
+    except CertificateParseError as exc:
+        raise EmailSessionError(
+            EmailSessionReason.CRL_SERVER_DOWN,
+            f"the certificate's CRL distribution point could not be read ({exc})",
+            host=endpoint.host,
+            port=endpoint.port,
+        ) from exc
+    urls = [url for url in points if url.lower().startswith("http://")]
+    if not urls:
+        return context
+    failures: list[CrlUnavailable] = []
+    for url in urls:
+        try:
+            return revocation_context(context, fetch_crl(url, endpoint.timeout))
+        except CrlUnavailable as exc:
+            failures.append(exc)
+    raise EmailSessionError(
+        EmailSessionReason.CRL_SERVER_DOWN,
+        "; ".join(str(failure) for failure in failures),
+        host=endpoint.host,
+        port=endpoint.port,
+    ) from failures[-1]
