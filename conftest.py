@@ -3,16 +3,20 @@ loopback with trustme certificates, and throw-away credentials."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import trustme
 from hypothesis import settings
 
+from smtpcore import SendResult, send_email
+from smtpcore.aio import send_email_async
 from smtpcore.models import BasicEmailSessionDetails, ServerDetails, UserCredentials
 from smtpcore.testserver import LocalSmtpServer
 
@@ -40,7 +44,7 @@ class Endpoint:
     password: str
 
     @property
-    def options(self) -> dict[str, object]:
+    def options(self) -> dict[str, Any]:
         """Keyword options for send_email / SmtpClient."""
         return {"tls_context": self.context, "timeout": 10.0}
 
@@ -101,3 +105,19 @@ def endpoint(
 settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+Sender = Callable[..., SendResult]
+
+
+@pytest.fixture(params=["blocking", "asyncio"])
+def send(request: pytest.FixtureRequest) -> Sender:
+    """``send_email`` or, through ``asyncio.run``, ``send_email_async``:
+    tests that take this run once with each client."""
+    if request.param == "blocking":
+        return send_email
+
+    def via_asyncio(*args: Any, **kwargs: Any) -> SendResult:
+        return asyncio.run(send_email_async(*args, **kwargs))
+
+    return via_asyncio

@@ -5,16 +5,17 @@ TLS+AUTH (465-like); every check reads what the server received."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import USER, Endpoint
-from smtpcore import EmailAddress, EmailMessage, send_email
+from conftest import USER, Endpoint, Sender
+from smtpcore import EmailAddress, EmailMessage
 from smtpcore.demo import ATTACHMENT_TEXT, SEED_EXAMPLES, attachment_files, load_example
 from smtpcore.testserver import ReceivedMessage
 
+Deliver = Callable[[EmailMessage], ReceivedMessage]
 SEED_PAGE = (
     Path(__file__).resolve().parents[2]
     / "shared"
@@ -29,8 +30,23 @@ def folder() -> Iterator[str]:
         yield path
 
 
-def deliver(endpoint: Endpoint, message: EmailMessage) -> ReceivedMessage:
-    result = send_email(message, endpoint.details, **endpoint.options)
+@pytest.fixture
+def deliver(
+    endpoint: Endpoint, send: Sender
+) -> Callable[[EmailMessage], ReceivedMessage]:
+    """Send through the blocking or the asyncio client (both run every
+    example) and return what the server received."""
+
+    def deliver(message: EmailMessage) -> ReceivedMessage:
+        return _deliver(endpoint, send, message)
+
+    return deliver
+
+
+def _deliver(
+    endpoint: Endpoint, send: Sender, message: EmailMessage
+) -> ReceivedMessage:
+    result = send(message, endpoint.details, **endpoint.options)
     [received] = endpoint.server.wait_for_messages(1)
     assert received.tls and received.auth_user == USER
     assert result.accepted == list(received.rcpt_tos)
@@ -49,8 +65,8 @@ def test_examples_are_the_seed_pages_own() -> None:
         assert f"### {example.title}" in page
 
 
-def test_single_recipient(endpoint: Endpoint, folder: str) -> None:
-    got = deliver(endpoint, load_example(SEED_EXAMPLES[0], folder))
+def test_single_recipient(deliver: Deliver, folder: str) -> None:
+    got = deliver(load_example(SEED_EXAMPLES[0], folder))
     assert got.mail_from == "sender@outlook.com"
     assert got.rcpt_tos == ("recipient@outlook.com",)
     mail = got.parsed()
@@ -65,8 +81,8 @@ def test_single_recipient(endpoint: Endpoint, folder: str) -> None:
     assert mail["Date"] is not None and mail["MIME-Version"] == "1.0"
 
 
-def test_multiple_recipients(endpoint: Endpoint, folder: str) -> None:
-    got = deliver(endpoint, load_example(SEED_EXAMPLES[1], folder))
+def test_multiple_recipients(deliver: Deliver, folder: str) -> None:
+    got = deliver(load_example(SEED_EXAMPLES[1], folder))
     want = (
         "recipient1@outlook.com",
         "recipient2@outlook.com",
@@ -76,8 +92,8 @@ def test_multiple_recipients(endpoint: Endpoint, folder: str) -> None:
     assert [a.addr_spec for a in got.parsed()["To"].addresses] == list(want)
 
 
-def test_cc(endpoint: Endpoint, folder: str) -> None:
-    got = deliver(endpoint, load_example(SEED_EXAMPLES[2], folder))
+def test_cc(deliver: Deliver, folder: str) -> None:
+    got = deliver(load_example(SEED_EXAMPLES[2], folder))
     assert got.rcpt_tos == (
         "recipient@outlook.com",
         "cc1@outlook.com",
@@ -88,25 +104,25 @@ def test_cc(endpoint: Endpoint, folder: str) -> None:
 
 
 def test_bcc_gets_the_message_but_no_header_names_it(
-    endpoint: Endpoint, folder: str
+    deliver: Deliver, folder: str
 ) -> None:
     # The seed: "the same approach would be used ... with BCC addresses".
     message = load_example(SEED_EXAMPLES[2], folder)
     message.cc, message.bcc = [], [EmailAddress("bcc1@outlook.com", "Hidden One")]
-    got = deliver(endpoint, message)
+    got = deliver(message)
     assert got.rcpt_tos == ("recipient@outlook.com", "bcc1@outlook.com")
     assert b"bcc1" not in got.data and b"Hidden" not in got.data
     assert got.parsed()["Bcc"] is None
 
 
-def test_urgent_priority(endpoint: Endpoint, folder: str) -> None:
-    mail = deliver(endpoint, load_example(SEED_EXAMPLES[3], folder)).parsed()
+def test_urgent_priority(deliver: Deliver, folder: str) -> None:
+    mail = deliver(load_example(SEED_EXAMPLES[3], folder)).parsed()
     assert mail["X-Priority"] == "1 (Highest)"
     assert mail["Priority"] == "urgent" and mail["Importance"] == "high"
 
 
-def test_html_body(endpoint: Endpoint, folder: str) -> None:
-    mail = deliver(endpoint, load_example(SEED_EXAMPLES[4], folder)).parsed()
+def test_html_body(deliver: Deliver, folder: str) -> None:
+    mail = deliver(load_example(SEED_EXAMPLES[4], folder)).parsed()
     assert mail.get_content_type() == "text/html"
     assert mail.get_content_charset() == "utf-8"
     assert mail.get_content().strip() == "<h1>Example email body</h1>"
@@ -117,9 +133,9 @@ def test_html_body(endpoint: Endpoint, folder: str) -> None:
     [(5, ["attachment.txt"]), (6, ["attachment1.txt", "attachment2.txt"])],
 )
 def test_attachments(
-    endpoint: Endpoint, folder: str, index: int, names: list[str]
+    deliver: Deliver, folder: str, index: int, names: list[str]
 ) -> None:
-    mail = deliver(endpoint, load_example(SEED_EXAMPLES[index], folder)).parsed()
+    mail = deliver(load_example(SEED_EXAMPLES[index], folder)).parsed()
     assert mail.get_content_type() == "multipart/mixed"
     body = mail.get_body(("plain",))
     assert (
@@ -135,7 +151,7 @@ def test_attachments(
         assert part.get_content_disposition() == "attachment"
 
 
-def test_attachment_bytes_arrive_exactly(endpoint: Endpoint, tmp_path: Path) -> None:
+def test_attachment_bytes_arrive_exactly(deliver: Deliver, tmp_path: Path) -> None:
     data = bytes(range(256)) * 64 + b"\r\n.\r\n\x00\r.\n"
     path = tmp_path / "raw data.bin"
     path.write_bytes(data)
@@ -145,7 +161,7 @@ def test_attachment_bytes_arrive_exactly(endpoint: Endpoint, tmp_path: Path) -> 
         subject="binary",
         attachments=[os.fspath(path)],
     )
-    mail = deliver(endpoint, message).parsed()
+    mail = deliver(message).parsed()
     [part] = list(mail.iter_attachments())
     assert part.get_filename() == "raw data.bin"
     assert part.get_content_type() == "application/octet-stream"

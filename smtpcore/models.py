@@ -9,6 +9,7 @@ around the way the seed platform's variables are.
 from __future__ import annotations
 
 import enum
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -227,7 +228,9 @@ class UserCredentials:
 
 
 class _Session(Protocol):
-    def close(self) -> None: ...
+    # A blocking session's close(), or an asyncio session's coroutine
+    # close() (then abort() is its synchronous, QUIT-less counterpart).
+    def close(self) -> object: ...
 
 
 @dataclass
@@ -240,7 +243,8 @@ class BasicEmailSessionDetails:
 
     The session opened by :func:`smtpcore.send_email` with
     ``close_session=False`` lives here until :meth:`close` (or the end of a
-    ``with`` block).
+    ``with`` block); one opened by :func:`smtpcore.aio.send_email_async`
+    until ``await`` :meth:`aclose` (or the end of an ``async with`` block).
     """
 
     server_details: ServerDetails | None
@@ -250,16 +254,39 @@ class BasicEmailSessionDetails:
     )
 
     def close(self) -> None:
-        """Close the open session, if any.  Safe to call more than once."""
+        """Close the open session, if any.  Safe to call more than once.
+
+        An asyncio session cannot say QUIT from here: its connection is
+        closed at once (use :meth:`aclose` to end it politely).
+        """
+        session, self._session = self._session, None
+        if session is None:
+            return
+        abort = getattr(session, "abort", None)
+        if inspect.iscoroutinefunction(session.close) and callable(abort):
+            abort()
+        else:
+            session.close()
+
+    async def aclose(self) -> None:
+        """Close the open session, blocking or asyncio, saying QUIT."""
         session, self._session = self._session, None
         if session is not None:
-            session.close()
+            result = session.close()
+            if inspect.isawaitable(result):
+                await result
 
     def __enter__(self) -> BasicEmailSessionDetails:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> BasicEmailSessionDetails:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     @classmethod
     def from_json(

@@ -41,9 +41,9 @@ class CertificateParseError(SmtpCoreError, ValueError):
 # Limits.  Each bounds the work hostile input can cause.
 # --------------------------------------------------------------------------
 
-# Real certificates nest about ten levels deep (Certificate > TBSCertificate
-# > Extensions > Extension ... ).  32 leaves room for any of them while
-# keeping the structure check's recursion far below Python's limit.
+# Real certificates nest constructed elements about six deep (Certificate >
+# tbsCertificate > extensions > Extensions > Extension); 32 leaves ample room
+# while keeping the structure check's recursion far below Python's limit.
 MAX_DEPTH: int = 32
 
 # X.690 8.1.3.5 allows up to 126 length octets; four express 4 GiB, far more
@@ -90,13 +90,6 @@ _GN_IP = 0x87
 _SAN_PREFIXES = {_GN_RFC822: "email:", _GN_DNS: "DNS:", _GN_URI: "URI:"}
 _GENERAL_NAME_TAGS = frozenset({0xA0, 0x81, 0x82, 0xA3, 0xA4, 0xA5, 0x86, 0x87, 0x88})
 
-# DistributionPoint and DistributionPointName (RFC 5280 4.2.1.13).
-_DP_NAME = 0xA0  # distributionPoint [0] (a CHOICE, so explicit)
-_DP_REASONS = 0x81  # reasons [1] ReasonFlags
-_DP_CRL_ISSUER = 0xA2  # cRLIssuer [2] GeneralNames
-_DPN_FULL_NAME = 0xA0  # fullName [0] GeneralNames
-_DPN_RELATIVE = 0xA1  # nameRelativeToCRLIssuer [1] RDN
-
 _OID_SUBJECT_ALT_NAME = "2.5.29.17"
 _OID_CRL_DISTRIBUTION_POINTS = "2.5.29.31"
 
@@ -135,7 +128,8 @@ _SHORT_NAMES: dict[str, str] = {
 def _escape_rfc4514(value: str) -> str:
     # RFC 4514 2.4: '"', '+', ',', ';', '<', '>' and '\' are escaped
     # anywhere, NUL as "\00", '#' or a space at the start and a space at the
-    # end.  The backslash goes first so the escapes added later survive.
+    # end (a lone space once).  The backslash goes first, so that the escapes
+    # added after it are not escaped again.
     for char in ("\\", '"', "+", ",", ";", "<", ">"):
         value = value.replace(char, "\\" + char)
     value = value.replace("\0", "\\00")
@@ -173,11 +167,8 @@ class Name:
         if not self.rdn_sizes:
             return
         if min(self.rdn_sizes) < 1 or sum(self.rdn_sizes) != len(self.attributes):
-            raise ArgumentError(
-                "rdn_sizes",
-                f"rdn_sizes {self.rdn_sizes} does not partition "
-                f"{len(self.attributes)} attributes into non-empty RDNs.",
-            )
+            message = f"{self.rdn_sizes} does not partition the attributes."
+            raise ArgumentError("rdn_sizes", message)
         # One canonical form, so that equality does not depend on whether
         # single-valued RDNs were spelled out.
         if max(self.rdn_sizes) == 1:
@@ -227,7 +218,8 @@ class Certificate:
     """The fields of an X.509 certificate that smtpcore reads.
 
     Attributes:
-        serial_number: the serial number (RFC 5280 4.1.2.2), as signed.
+        serial_number: the serial number (RFC 5280 4.1.2.2), read as the
+            signed integer it is encoded as.
         issuer: who signed the certificate.
         subject: whom the certificate names.
         not_before: start of validity, timezone-aware UTC.
@@ -300,10 +292,8 @@ def _read_tlv(data: bytes, pos: int, end: int) -> _Tlv:
 def _check_structure(data: bytes, start: int, end: int, depth: int) -> None:
     """Check that ``data[start:end]`` is a run of well-framed elements.
 
-    Constructed elements are checked inside as well, so every element the
-    schema reader later skips is known to be well formed.  Each element is
-    visited once: the work is linear in the input, the recursion at most
-    ``MAX_DEPTH`` deep.
+    Constructed elements are checked inside too, so what the schema reader
+    skips is well formed as well.  Linear work, recursion at most MAX_DEPTH.
     """
     pos = start
     while pos < end:
@@ -431,9 +421,7 @@ def _decode_time(data: bytes, tlv: _Tlv) -> datetime:
         raise CertificateParseError(found, tlv.offset)
     # bytes.isdigit() accepts ASCII digits only, unlike int() (" 1", "+1").
     if len(raw) != digits + 1 or raw[-1:] != b"Z" or not raw[:-1].isdigit():
-        raise CertificateParseError(
-            f"time {raw[:20]!r} not in RFC 5280 form", tlv.offset
-        )
+        raise CertificateParseError(f"bad time {raw[:20]!r}", tlv.offset)
     text = raw[:-1].decode("ascii")
     if digits == 12:
         # RFC 5280 4.1.2.5.1: YY >= 50 is 19YY, YY < 50 is 20YY.
@@ -511,27 +499,29 @@ def _parse_subject_alt_names(data: bytes, value: _Tlv) -> list[str]:
 
 
 def _parse_crl_distribution_points(data: bytes, value: _Tlv) -> list[str]:
-    # CRLDistributionPoints ::= SEQUENCE OF DistributionPoint, where
-    # DistributionPoint ::= SEQUENCE { distributionPoint [0] OPTIONAL,
-    # reasons [1] OPTIONAL, cRLIssuer [2] OPTIONAL } (RFC 5280 4.2.1.13).
+    # RFC 5280 4.2.1.13: CRLDistributionPoints ::= SEQUENCE OF
+    # DistributionPoint ::= SEQUENCE { distributionPoint [0] (explicit, as
+    # it is a CHOICE) OPTIONAL, reasons [1] OPTIONAL, cRLIssuer [2] OPTIONAL }
+    # and DistributionPointName ::= CHOICE { fullName [0] GeneralNames,
+    # nameRelativeToCRLIssuer [1] RelativeDistinguishedName }.
     sequence = _Reader.only(data, value, _SEQUENCE, "CRLDistributionPoints")
     uris: list[str] = []
     points = _Reader.inside(data, sequence)
     while not points.at_end():
         point = _Reader.inside(data, points.read(_SEQUENCE, "DistributionPoint"))
-        name = point.read_optional(_DP_NAME, "distributionPoint")
-        point.read_optional(_DP_REASONS, "reasons")
+        name = point.read_optional(0xA0, "distributionPoint")
+        point.read_optional(0x81, "reasons")
         # cRLIssuer names who signed the CRL, not where to fetch it.
-        point.read_optional(_DP_CRL_ISSUER, "cRLIssuer")
+        point.read_optional(0xA2, "cRLIssuer")
         point.expect_end("DistributionPoint")
         if name is None:
             continue
         choice = _Reader.only(data, name, None, "DistributionPointName")
-        if choice.tag == _DPN_FULL_NAME:
+        if choice.tag == 0xA0:
             for general in _general_names(data, _Reader.inside(data, choice)):
                 if general.tag == _GN_URI:
                     uris.append(_decode_ia5(data, general))
-        elif choice.tag != _DPN_RELATIVE:
+        elif choice.tag != 0xA1:
             found = f"tag 0x{choice.tag:02x} is not a DistributionPointName"
             raise CertificateParseError(found, choice.offset)
     return uris
@@ -565,11 +555,12 @@ def _parse_extensions(data: bytes, tlv: _Tlv) -> tuple[list[str], list[str]]:
     return alt_names, crl_uris
 
 
-def parse_certificate(der: bytes) -> Certificate:
+def parse_certificate(der: bytes | bytearray | memoryview) -> Certificate:
     """Read a DER-encoded X.509 certificate.
 
     Args:
-        der: the certificate, e.g. from ``getpeercert(binary_form=True)``.
+        der: the certificate, e.g. from ``getpeercert(binary_form=True)``;
+            any bytes-like object.
 
     Returns:
         The fields smtpcore uses.  The signature is not verified.
@@ -583,11 +574,10 @@ def parse_certificate(der: bytes) -> Certificate:
     if not isinstance(der, bytes | bytearray | memoryview):
         raise TypeError(f"der must be bytes, not {type(der).__name__}")
     data = bytes(der)
-    _check_structure(data, 0, len(data), 0)
-
     top = _Reader(data, 0, len(data))
     certificate = top.read(_SEQUENCE, "Certificate")
     top.expect_end("Certificate")  # trailing bytes are not part of it
+    _check_structure(data, certificate.content_start, certificate.end, 1)
 
     # Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm,
     # signatureValue } (RFC 5280 4.1.1).
