@@ -488,7 +488,7 @@ def test_no_common_mechanism(
     raw_tls: RawTls, capture: pytest.LogCaptureFixture, route: Route
 ) -> None:
     password = new_password()
-    script = auth_script(b"CRAM-MD5 GSSAPI", reply(b"535 5.7.8 unexpected"))
+    script = auth_script(b"GSSAPI KERBEROS_V4", reply(b"535 5.7.8 unexpected"))
     with RawServer(script, ssl_context=raw_tls.server) as server:
         details = raw_details(server, password)
         error, client = provoke(

@@ -25,8 +25,8 @@ from smtpcore.models import (
     ServerDetails,
     UserCredentials,
 )
-from smtpcore.protocol.dialogue import SendResult
 from smtpcore.protocol.replies import SmtpReply
+from smtpcore.protocol.transaction import SendResult
 from smtpcore.session import send_email
 
 __all__ = [

@@ -127,6 +127,9 @@ class SmtpCommandError(SmtpCoreError):
         mailbox: the address concerned, or None.
         is_transient: True for a 4xx reply (retrying later may succeed).
         rejected: for a refused recipient, every refused address -> reply.
+        accepted: recipients that did get the message although this error
+            is raised (LMTP, where recipients are answered one by one after
+            the content and a refusal can no longer stop the others).
     """
 
     def __init__(
@@ -137,9 +140,11 @@ class SmtpCommandError(SmtpCoreError):
         mailbox: str | None = None,
         message: str | None = None,
         rejected: dict[str, SmtpReply] | None = None,
+        accepted: list[str] | None = None,
     ) -> None:
         self.kind = kind
         self.rejected = dict(rejected or {})
+        self.accepted = list(accepted or [])
         self.reply = reply
         self.command = command
         self.mailbox = mailbox

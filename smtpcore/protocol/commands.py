@@ -21,10 +21,12 @@ __all__ = [
     "Auth",
     "AuthCancel",
     "AuthResponse",
+    "Bdat",
     "Command",
     "Data",
     "Ehlo",
     "Helo",
+    "Lhlo",
     "Mail",
     "Noop",
     "Quit",
@@ -116,6 +118,43 @@ class Helo:
 
     def to_bytes(self) -> bytes:
         return b"HELO " + self.domain + b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Lhlo:
+    """``LHLO domain``: LMTP's EHLO (RFC 2033 4.1)."""
+
+    domain: bytes
+    verb: ClassVar[str] = "LHLO"
+
+    def __post_init__(self) -> None:
+        _check_domain(self.verb, self.domain)
+
+    def to_bytes(self) -> bytes:
+        return b"LHLO " + self.domain + b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Bdat:
+    """``BDAT size [LAST]`` (RFC 3030 2): the next ``size`` octets are
+    message content, sent as they are (no dot-stuffing)."""
+
+    size: int
+    last: bool = False
+    verb: ClassVar[str] = "BDAT"
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.size, bool)
+            or not isinstance(self.size, int)
+            or self.size < 0
+        ):
+            raise LocalProtocolError(
+                f"BDAT size must be a whole number >= 0, not {self.size!r}"
+            )
+
+    def to_bytes(self) -> bytes:
+        return b"BDAT %d%s\r\n" % (self.size, b" LAST" if self.last else b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +286,7 @@ class Quit(_Bare):
 Command = (
     Ehlo
     | Helo
+    | Lhlo
     | StartTls
     | Auth
     | AuthResponse
@@ -254,6 +294,7 @@ Command = (
     | Mail
     | Rcpt
     | Data
+    | Bdat
     | Rset
     | Noop
     | Quit

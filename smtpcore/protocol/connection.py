@@ -24,10 +24,12 @@ from smtpcore.protocol.commands import (
     Auth,
     AuthCancel,
     AuthResponse,
+    Bdat,
     Command,
     Data,
     Ehlo,
     Helo,
+    Lhlo,
     Mail,
     Noop,
     Quit,
@@ -54,6 +56,7 @@ transcript = logging.getLogger("smtpcore.transcript")
 _KIND_OF: Final[dict[type[object], Kind]] = {
     Ehlo: Kind.EHLO,
     Helo: Kind.HELO,
+    Lhlo: Kind.LHLO,
     StartTls: Kind.STARTTLS,
     Auth: Kind.AUTH,
     AuthResponse: Kind.AUTH,
@@ -171,6 +174,8 @@ class SmtpConnection:
                 a reply outstanding that must be waited for, pipelining not
                 offered, or an AUTH response without a 334 to answer.
         """
+        if isinstance(command, Bdat):
+            raise LocalProtocolError("BDAT goes with its payload: use send_bdat()")
         kind = _KIND_OF[type(command)]
         target = self._check_send(kind, command.verb)
         if (
@@ -193,7 +198,38 @@ class SmtpConnection:
             transcript.debug("C: %s", _log_line(command))
         return data
 
-    def send_content(self, data: bytes, *, end: bool = False) -> bytes:
+    def send_bdat(self, payload: bytes, *, last: bool, replies: int = 1) -> bytes:
+        """``BDAT <size> [LAST]`` followed by ``payload`` (RFC 3030 2).
+
+        The payload goes out as given: BDAT needs no dot-stuffing, and line
+        ends are the caller's business (see
+        :func:`smtpcore.protocol.data.encode_bdat`).
+
+        Args:
+            payload: the next chunk of the message.
+            last: True for the chunk that ends the message.
+            replies: replies this chunk gets: one, or with LMTP one per
+                accepted recipient for the last chunk (RFC 2033 4.2).
+
+        Returns:
+            The bytes to write: command line and payload.
+
+        Raises:
+            LocalProtocolError: BDAT is not allowed now.
+        """
+        command = Bdat(len(payload), last)
+        kind = Kind.BDAT_LAST if last else Kind.BDAT
+        self._state = self._check_send(kind, command.verb)
+        self._pending.extend([kind] * (replies if last else 1))
+        if transcript.isEnabledFor(logging.DEBUG):
+            transcript.debug(
+                "C: %s <%d octets>", command.to_bytes()[:-2].decode(), len(payload)
+            )
+        return command.to_bytes() + payload
+
+    def send_content(
+        self, data: bytes, *, end: bool = False, replies: int = 1
+    ) -> bytes:
         """Encode message content for the wire (after ``354``).
 
         Line ends are normalised to CRLF and lines starting with "." are
@@ -203,6 +239,8 @@ class SmtpConnection:
             data: the next piece of the raw message.
             end: True for the last piece: the end-of-data marker
                 ``CRLF . CRLF`` is appended and the final reply becomes due.
+            replies: how many final replies are due: one, or with LMTP one
+                per accepted recipient (RFC 2033 4.2).
 
         Returns:
             The bytes to write.
@@ -230,7 +268,7 @@ class SmtpConnection:
             self._encoder = None
             self._check_send(Kind.CONTENT, "message content")
             self._state = State.CONTENT_DONE
-            self._pending.append(Kind.CONTENT)
+            self._pending.extend([Kind.CONTENT] * replies)
             if transcript.isEnabledFor(logging.DEBUG):
                 transcript.debug("C: <message content>")
         return wire
@@ -318,7 +356,7 @@ class SmtpConnection:
         target = REPLY_TRANSITIONS[key]
         if target is not None and not self._pending:
             self._state = target
-        if kind is Kind.EHLO and reply.is_positive:
+        if kind in (Kind.EHLO, Kind.LHLO) and reply.is_positive:
             self._extensions = Extensions.from_ehlo(reply)
         elif kind is Kind.HELO and reply.is_positive:
             self._extensions = Extensions.none()

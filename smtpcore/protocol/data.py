@@ -21,7 +21,13 @@ from __future__ import annotations
 
 from smtpcore.errors import LocalProtocolError
 
-__all__ = ["MAX_LINE_OCTETS", "DataEncoder", "check_raw_message", "encode_data"]
+__all__ = [
+    "MAX_LINE_OCTETS",
+    "DataEncoder",
+    "check_raw_message",
+    "encode_bdat",
+    "encode_data",
+]
 
 MAX_LINE_OCTETS = 998
 """RFC 5321 4.5.3.1.6: a text line is at most 1000 octets including CRLF.
@@ -72,6 +78,20 @@ def check_raw_message(data: bytes) -> str | None:
         f"line {line} is {length} octets long; RFC 5321 4.5.3.1.6 allows "
         f"{MAX_LINE_OCTETS} plus CRLF"
     )
+
+
+def encode_bdat(data: bytes) -> bytes:
+    """Message content for BDAT (RFC 3030 2): the size says where it ends,
+    so nothing is dot-stuffed, but line ends are still normalised to CRLF
+    (RFC 5321 2.3.8) and the same NUL and line-length rules hold.
+
+    Raises:
+        ValueError: NUL or a line over 998 octets.
+    """
+    problem = check_raw_message(data)
+    if problem is not None:
+        raise ValueError(f"message content {problem}")
+    return _normalise_line_ends(data)
 
 
 def encode_data(data: bytes) -> bytes:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -30,27 +30,38 @@ from smtpcore.errors import (
     SmtpErrorKind,
     SmtpProtocolError,
 )
-from smtpcore.protocol.address import encode_mailbox, needs_smtputf8
 from smtpcore.protocol.commands import (
     Auth,
     AuthCancel,
     AuthResponse,
     Command,
-    Data,
     Ehlo,
     Helo,
-    Mail,
+    Lhlo,
     Noop,
     Quit,
-    Rcpt,
     Rset,
     StartTls,
 )
 from smtpcore.protocol.connection import ConnectionClosed, NeedData, SmtpConnection
 from smtpcore.protocol.extensions import Extensions
 from smtpcore.protocol.replies import SmtpReply
+from smtpcore.protocol.requests import (
+    UPGRADE_TLS,
+    Conversation,
+    Read,
+    Request,
+    UpgradeTls,
+    Write,
+)
 from smtpcore.protocol.sasl import MAX_ROUNDS, choose_mechanism
 from smtpcore.protocol.state import State
+from smtpcore.protocol.transaction import (
+    Outgoing,
+    SendOptions,
+    SendResult,
+    run_batch,
+)
 
 __all__ = [
     "Conversation",
@@ -66,49 +77,11 @@ __all__ = [
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
-    """Write all of ``data`` to the connection."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Read:
-    """Read what is available (at least one byte, or ``b""`` at EOF).
-
-    Attributes:
-        timeout: seconds to wait before giving up.
-        waiting_for: what the reply is for, for error messages.
-        in_doubt: the whole message was sent and this is its final reply:
-            losing the connection now leaves delivery unknown.
-        tls_probe_after: if nothing at all arrives within this many seconds,
-            the transport should find out whether the port expects TLS from
-            the first byte (a plain client there waits for a greeting that
-            never comes) instead of waiting out the whole timeout.
-    """
-
-    timeout: float
-    waiting_for: str
-    in_doubt: bool = False
-    tls_probe_after: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UpgradeTls:
-    """Run the TLS handshake on the connection now (after STARTTLS 220)."""
-
-
-UPGRADE_TLS = UpgradeTls()
-
 # Seconds of silence after connecting before a plain client checks whether
 # the port expects implicit TLS.  Servers that delay their greeting on
 # purpose (anti-spam "greet pause") lose nothing: the check runs on a second
 # connection and the wait for the greeting goes on if the port is not TLS.
 GREETING_WINDOW = 1.0
-
-Request = Write | Read | UpgradeTls
-Conversation = Generator[Request, bytes | None, T]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +99,8 @@ class SessionPolicy:
         timeout: seconds for the greeting and every reply.
         data_timeout: seconds for the reply after the message content
             (RFC 5321 4.5.3.2.6 suggests 10 minutes).
+        lmtp: speak LMTP (RFC 2033): LHLO, and one reply per recipient
+            after the content.
     """
 
     host: str
@@ -138,24 +113,15 @@ class SessionPolicy:
     allow_insecure_auth: bool = False
     timeout: float = 30.0
     data_timeout: float = 600.0
+    lmtp: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class SendResult:
-    """The outcome of one delivered message.
-
-    Attributes:
-        message_id: the Message-ID header value with angle brackets, or None.
-        accepted: recipient addresses the server accepted.
-        rejected: recipient address -> the server's refusal (only with
-            ``allow_partial=True``; otherwise a refusal raises).
-        reply: the server's final reply to the message content.
-    """
-
+class _Parts:
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
     message_id: str | None
-    accepted: list[str]
-    rejected: dict[str, SmtpReply]
-    reply: SmtpReply
 
 
 def _ascii_domain(name: str) -> bytes:
@@ -197,7 +163,7 @@ class Dialogue:
             delivery_unknown=in_doubt,
         )
 
-    def _reply(
+    def reply(
         self,
         waiting_for: str,
         *,
@@ -205,7 +171,8 @@ class Dialogue:
         in_doubt: bool = False,
         tls_probe_after: float | None = None,
     ) -> Conversation[SmtpReply]:
-        """Read until one complete reply is parsed."""
+        """Read until one complete reply is parsed (a building block of the
+        conversation; :mod:`smtpcore.protocol.transaction` uses it too)."""
         while True:
             event = self.conn.next_event()
             if isinstance(event, NeedData):
@@ -236,9 +203,10 @@ class Dialogue:
                     )
                 return event
 
-    def _command(self, command: Command) -> Conversation[SmtpReply]:
+    def command(self, command: Command) -> Conversation[SmtpReply]:
+        """Send one command and read its reply."""
         yield Write(self.conn.send(command))
-        return (yield from self._reply(f"the reply to {command.verb}"))
+        return (yield from self.reply(f"the reply to {command.verb}"))
 
     # ------------------------------------------------------------- opening
 
@@ -255,7 +223,7 @@ class Dialogue:
         # our ClientHello), so after a short window the transport checks.
         probe = None if self.policy.implicit_tls else GREETING_WINDOW
         try:
-            greeting = yield from self._reply("the greeting", tls_probe_after=probe)
+            greeting = yield from self.reply("the greeting", tls_probe_after=probe)
         except SmtpProtocolError as exc:
             raise self._session_error(
                 EmailSessionReason.INVALID_PORT,
@@ -275,14 +243,22 @@ class Dialogue:
             yield from self._authenticate()
 
     def _hello(self) -> Conversation[None]:
-        reply = yield from self._command(Ehlo(self._hello_domain))
+        if self.policy.lmtp:
+            # RFC 2033 4.1: LHLO, with no HELO-style fallback.
+            reply = yield from self.command(Lhlo(self._hello_domain))
+            if not reply.is_positive:
+                raise SmtpCommandError(
+                    SmtpErrorKind.UNEXPECTED_STATUS_CODE, reply, "LHLO"
+                )
+            return
+        reply = yield from self.command(Ehlo(self._hello_domain))
         if reply.is_positive:
             return
         if not reply.is_permanent:
             raise SmtpCommandError(SmtpErrorKind.UNEXPECTED_STATUS_CODE, reply, "EHLO")
         # RFC 5321 3.2: a server without ESMTP refuses EHLO with 5yz and the
         # client falls back to HELO.
-        reply = yield from self._command(Helo(self._hello_domain))
+        reply = yield from self.command(Helo(self._hello_domain))
         if not reply.is_positive:
             raise SmtpCommandError(SmtpErrorKind.UNEXPECTED_STATUS_CODE, reply, "HELO")
 
@@ -307,7 +283,7 @@ class Dialogue:
                     "sent in clear",
                 )
             return
-        reply = yield from self._command(StartTls())
+        reply = yield from self.command(StartTls())
         if not reply.is_positive:
             if self._tls_required():
                 raise self._session_error(
@@ -332,7 +308,7 @@ class Dialogue:
                 EmailSessionReason.NO_COMMON_AUTH_MECHANISM,
                 f"the server offers {shown}; smtpcore can use PLAIN and LOGIN",
             )
-        reply = yield from self._command(
+        reply = yield from self.command(
             Auth(mechanism.name, mechanism.initial_response())
         )
         rounds = 0
@@ -346,9 +322,9 @@ class Dialogue:
                 response = mechanism.respond(challenge)
             except (ValueError, binascii.Error) as exc:
                 # RFC 4954 4: "*" cancels; the server answers 501.
-                yield from self._command(AuthCancel())
+                yield from self.command(AuthCancel())
                 raise SmtpProtocolError(f"bad AUTH challenge: {exc}") from exc
-            reply = yield from self._command(AuthResponse(response))
+            reply = yield from self.command(AuthResponse(response))
         if reply.is_positive:
             return
         raise self._auth_error(reply)
@@ -367,25 +343,10 @@ class Dialogue:
 
     # --------------------------------------------------------- transaction
 
-    def transaction(
-        self,
-        sender: str,
-        recipients: Sequence[str],
-        content: bytes,
-        *,
-        message_id: str | None = None,
-        allow_partial: bool = False,
+    def send(
+        self, message: Outgoing, options: SendOptions | None = None
     ) -> Conversation[SendResult]:
-        """MAIL, RCPT..., DATA, content; pipelined when the server allows.
-
-        Args:
-            sender: the envelope sender ("" for the null reverse-path).
-            recipients: envelope recipients, at least one.
-            content: the raw RFC 5322 message (line ends are normalised and
-                dots stuffed on the way out).
-            message_id: reported back in the result.
-            allow_partial: deliver to the accepted recipients even if some
-                are refused.
+        """One mail transaction (see :mod:`smtpcore.protocol.transaction`).
 
         Returns:
             The :class:`SendResult`.
@@ -395,142 +356,50 @@ class Dialogue:
                 message refused; the session stays usable.
             EmailSessionError: the connection was lost or timed out.
         """
-        conn = self.conn
-        mail, rcpts = self._envelope_commands(sender, recipients, len(content))
-        # Once DATA has been answered with 354 the only way to abort is to
-        # drop the connection, so DATA joins the group only when a refused
-        # recipient cannot make us want to abort (see DESIGN.md).
-        pipelined = conn.extensions.pipelining
-        data_in_group = pipelined and (allow_partial or len(rcpts) == 1)
-        group: list[Command] = [mail, *rcpts]
-        if data_in_group:
-            group.append(Data())
-        replies: list[SmtpReply] = []
-        if pipelined:
-            yield Write(b"".join([conn.send(command) for command in group]))
-            for command in group:
-                replies.append((yield from self._reply(f"the reply to {command.verb}")))
-        else:
-            for command in group:
-                replies.append((yield from self._command(command)))
-                if command is mail and not replies[0].is_positive:
-                    break
-        if not replies[0].is_positive:
-            yield from self._abort()
-            raise SmtpCommandError(
-                SmtpErrorKind.SENDER_NOT_ACCEPTED, replies[0], "MAIL FROM", sender
-            )
-        accepted: list[str] = []
-        rejected: dict[str, SmtpReply] = {}
-        for address, reply in zip(recipients, replies[1 : 1 + len(rcpts)], strict=True):
-            if reply.is_positive:
-                accepted.append(address)
-            else:
-                rejected.setdefault(address, reply)
-        if rejected and not (allow_partial and accepted):
-            yield from self._abort()
-            first = next(iter(rejected))
-            raise SmtpCommandError(
-                SmtpErrorKind.RECIPIENT_NOT_ACCEPTED,
-                rejected[first],
-                "RCPT TO",
-                first,
-                rejected=rejected,
-            )
-        data_reply = (
-            replies[-1] if data_in_group else (yield from self._command(Data()))
-        )
-        if data_reply.code != 354:
-            yield from self._abort()
-            raise SmtpCommandError(
-                SmtpErrorKind.MESSAGE_NOT_ACCEPTED, data_reply, "DATA"
-            )
-        yield Write(conn.send_content(content, end=True))
-        final = yield from self._reply(
-            "the final reply after the message content",
-            timeout=self.policy.data_timeout,
-            in_doubt=True,
-        )
-        if not final.is_positive:
-            raise SmtpCommandError(SmtpErrorKind.MESSAGE_NOT_ACCEPTED, final, "DATA")
-        return SendResult(message_id, accepted, rejected, final)
+        results: list[SendResult | SmtpCommandError | None] = [None]
+        yield from run_batch(self, [message], options or SendOptions(), results)
+        result = results[0]
+        if isinstance(result, SmtpCommandError):
+            raise result
+        assert result is not None
+        return result
 
-    def _envelope_commands(
-        self, sender: str, recipients: Sequence[str], size: int
-    ) -> tuple[Mail, list[Rcpt]]:
-        """Build MAIL and RCPT commands, refusing before any byte is sent
-        what the server would refuse anyway."""
-        ext = self.conn.extensions
-        if not recipients:
-            raise ValueError("a message needs at least one recipient")
-        # RFC 1870 6.1: a client should not send a message larger than the
-        # server's declared maximum; refusing here saves the upload.
-        if ext.size is not None and size > ext.size:
-            text = f"5.3.4 Message size {size} exceeds the limit {ext.size}"
-            raise SmtpCommandError(
-                SmtpErrorKind.MESSAGE_NOT_ACCEPTED,
-                SmtpReply(552, (text.encode(),), "5.3.4"),
-                "MAIL FROM",
-                sender,
-            )
-        utf8 = ext.smtputf8 and any(map(needs_smtputf8, [sender, *recipients]))
-        params: list[bytes] = []
-        if ext.has("SIZE"):
-            params.append(b"SIZE=%d" % size)
-        if utf8:
-            params.append(b"SMTPUTF8")
-        mail = Mail(
-            self._encode(sender, utf8, SmtpErrorKind.SENDER_NOT_ACCEPTED), tuple(params)
-        )
-        rcpts = [
-            Rcpt(self._encode(address, utf8, SmtpErrorKind.RECIPIENT_NOT_ACCEPTED))
-            for address in recipients
-        ]
-        return mail, rcpts
+    def send_batch(
+        self,
+        messages: Sequence[Outgoing],
+        options: SendOptions,
+        results: list[SendResult | SmtpCommandError | None],
+    ) -> Conversation[None]:
+        """Several transactions, pipelined back to back where the server
+        allows (see :func:`smtpcore.protocol.transaction.run_batch`)."""
+        yield from run_batch(self, messages, options, results)
 
-    @staticmethod
-    def _encode(address: str, utf8: bool, kind: SmtpErrorKind) -> bytes:
-        if not address and kind is SmtpErrorKind.SENDER_NOT_ACCEPTED:
-            return b""
-        try:
-            return encode_mailbox(address, smtputf8=utf8)
-        except ValueError as exc:
-            sender = kind is SmtpErrorKind.SENDER_NOT_ACCEPTED
-            # RFC 6531 3.7.4.1 / RFC 3463: 553 5.6.7 for an address the
-            # session cannot carry, 5.1.7 / 5.1.3 for bad syntax.
-            unsupported = needs_smtputf8(address) and not utf8
-            status = "5.6.7" if unsupported else ("5.1.7" if sender else "5.1.3")
-            reply = SmtpReply(
-                553 if status == "5.6.7" else 501, (f"{status} {exc}".encode(),), status
-            )
-            raise SmtpCommandError(
-                kind, reply, "MAIL FROM" if sender else "RCPT TO", address
-            ) from exc
-
-    def _abort(self) -> Conversation[None]:
-        """End a failed transaction so the session can carry the next one."""
-        if self.conn.state is State.CONTENT:
-            # The server answered 354 although we must abort: only dropping
-            # the connection stops it from taking the message.  The client
-            # sees a non-idle connection and closes it.
-            return
-        reply = yield from self._command(Rset())
-        if not reply.is_positive:
-            raise SmtpProtocolError(f"RSET refused: {reply}")
+    def transaction(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        content: bytes,
+        *,
+        message_id: str | None = None,
+        allow_partial: bool = False,
+    ) -> Conversation[SendResult]:
+        """:meth:`send` for a message given as its parts."""
+        message = _Parts(sender, tuple(recipients), content, message_id)
+        return (yield from self.send(message, SendOptions(allow_partial=allow_partial)))
 
     # ---------------------------------------------------------- the rest
 
     def reset(self) -> Conversation[SmtpReply]:
         """``RSET``; returns the reply."""
-        return (yield from self._command(Rset()))
+        return (yield from self.command(Rset()))
 
     def noop(self) -> Conversation[SmtpReply]:
         """``NOOP``; returns the reply."""
-        return (yield from self._command(Noop()))
+        return (yield from self.command(Noop()))
 
     def quit(self) -> Conversation[None]:
         """``QUIT`` and its reply (RFC 5321 4.1.1.10)."""
         yield Write(self.conn.send(Quit()))
         # A server that hangs up right after QUIT did what we asked.
         with contextlib.suppress(EmailSessionError):
-            yield from self._reply("the reply to QUIT")
+            yield from self.reply("the reply to QUIT")

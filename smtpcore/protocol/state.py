@@ -39,6 +39,7 @@ class State(enum.Enum):
     RCPT = "RCPT sent"
     DATA = "DATA sent; waiting for 354"
     CONTENT = "sending message content"
+    CHUNKS = "sending BDAT chunks"
     CONTENT_DONE = "message content sent; waiting for the final reply"
     QUIT = "QUIT sent"
     CLOSED = "closed"
@@ -51,12 +52,15 @@ class Kind(enum.Enum):
     GREETING = "greeting"
     EHLO = "EHLO"
     HELO = "HELO"
+    LHLO = "LHLO"
     STARTTLS = "STARTTLS"
     AUTH = "AUTH"
     MAIL = "MAIL FROM"
     RCPT = "RCPT TO"
     DATA = "DATA"
     CONTENT = "message content"
+    BDAT = "BDAT"
+    BDAT_LAST = "BDAT LAST"
     RSET = "RSET"
     NOOP = "NOOP"
     QUIT = "QUIT"
@@ -79,6 +83,7 @@ SEND_TRANSITIONS: dict[State, dict[Kind, State]] = {
     State.HELLO: {
         Kind.EHLO: State.HELLO,
         Kind.HELO: State.HELLO,
+        Kind.LHLO: State.HELLO,
         Kind.NOOP: State.HELLO,
         Kind.RSET: State.HELLO,
         Kind.QUIT: State.QUIT,
@@ -86,6 +91,7 @@ SEND_TRANSITIONS: dict[State, dict[Kind, State]] = {
     State.READY: {
         Kind.EHLO: State.HELLO,
         Kind.HELO: State.HELLO,
+        Kind.LHLO: State.HELLO,
         Kind.STARTTLS: State.STARTTLS,
         Kind.AUTH: State.AUTH,
         Kind.MAIL: State.MAIL,
@@ -106,11 +112,20 @@ SEND_TRANSITIONS: dict[State, dict[Kind, State]] = {
     State.RCPT: {
         Kind.RCPT: State.RCPT,
         Kind.DATA: State.DATA,
+        # RFC 3030 2: BDAT replaces DATA; the last chunk ends the content.
+        Kind.BDAT: State.CHUNKS,
+        Kind.BDAT_LAST: State.CONTENT_DONE,
         Kind.RSET: State.READY,
         Kind.NOOP: State.RCPT,
         Kind.QUIT: State.QUIT,
     },
     State.DATA: {},
+    State.CHUNKS: {
+        Kind.BDAT: State.CHUNKS,
+        Kind.BDAT_LAST: State.CONTENT_DONE,
+        Kind.RSET: State.READY,
+        Kind.QUIT: State.QUIT,
+    },
     State.CONTENT: {Kind.CONTENT: State.CONTENT_DONE},
     # RFC 2920 3.1: message content may be the first "command" of a group,
     # so the next transaction can follow the final dot without a wait.
@@ -133,6 +148,7 @@ MUST_BE_LAST: frozenset[Kind] = frozenset(
         Kind.GREETING,
         Kind.EHLO,
         Kind.HELO,
+        Kind.LHLO,
         Kind.STARTTLS,
         Kind.AUTH,
         Kind.DATA,
@@ -151,6 +167,8 @@ REPLY_TRANSITIONS: dict[tuple[Kind, Outcome], State | None] = {
     (Kind.EHLO, Outcome.NEGATIVE): State.HELLO,
     (Kind.HELO, Outcome.POSITIVE): State.READY,
     (Kind.HELO, Outcome.NEGATIVE): State.HELLO,
+    (Kind.LHLO, Outcome.POSITIVE): State.READY,
+    (Kind.LHLO, Outcome.NEGATIVE): State.HELLO,
     (Kind.STARTTLS, Outcome.POSITIVE): State.TLS_UPGRADE,
     (Kind.STARTTLS, Outcome.NEGATIVE): State.READY,
     (Kind.AUTH, Outcome.POSITIVE): State.READY,
@@ -164,6 +182,12 @@ REPLY_TRANSITIONS: dict[tuple[Kind, Outcome], State | None] = {
     (Kind.DATA, Outcome.NEGATIVE): State.READY,
     (Kind.CONTENT, Outcome.POSITIVE): State.READY,
     (Kind.CONTENT, Outcome.NEGATIVE): State.READY,
+    # RFC 3030 4.2: after a refused chunk the transaction has failed; the
+    # client sends RSET.
+    (Kind.BDAT, Outcome.POSITIVE): None,
+    (Kind.BDAT, Outcome.NEGATIVE): State.CHUNKS,
+    (Kind.BDAT_LAST, Outcome.POSITIVE): State.READY,
+    (Kind.BDAT_LAST, Outcome.NEGATIVE): State.READY,
     (Kind.RSET, Outcome.POSITIVE): State.READY,
     (Kind.RSET, Outcome.NEGATIVE): None,
     (Kind.NOOP, Outcome.POSITIVE): None,

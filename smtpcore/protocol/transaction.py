@@ -1,0 +1,506 @@
+"""The mail transaction: MAIL, RCPT..., DATA or BDAT, and the content, for
+one message or a pipelined batch.
+
+The RFC points that decide behaviour here:
+
+- RFC 2920 3.1: with PIPELINING, MAIL, RCPT and DATA go out in one write,
+  and "the message content may be the first 'command' of a group": the next
+  transaction's MAIL/RCPT(/DATA) follows a message's final dot in the same
+  write, so a batch costs about one round trip per message.
+- Once DATA has been answered with 354 the only way to abort is to drop the
+  connection.  So with the default all-or-nothing recipient policy and more
+  than one recipient, DATA waits for the RCPT replies; it joins the group
+  only with one recipient (a refused RCPT makes the server refuse DATA) or
+  with ``allow_partial``.  Under CHUNKING (RFC 3030) ``BDAT ... LAST`` takes
+  DATA's place after the RCPT replies, where RSET can stand in for it, and
+  it travels with the next transaction's group: one round trip per message
+  whatever the number of recipients.
+- RFC 1870 (SIZE), 6152 (8BITMIME), 6531 (SMTPUTF8), 3461 (DSN), 8689
+  (REQUIRETLS): parameters are sent only when offered; what the server
+  could not carry is refused before anything is sent.
+- RFC 2033 4.2 (LMTP): one reply per accepted recipient after the content.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from smtpcore.errors import (
+    ArgumentError,
+    SmtpCommandError,
+    SmtpErrorKind,
+    SmtpProtocolError,
+)
+from smtpcore.protocol.address import encode_mailbox, needs_smtputf8
+from smtpcore.protocol.commands import Data, Mail, Rcpt, Rset
+from smtpcore.protocol.data import encode_bdat
+from smtpcore.protocol.extensions import Extensions
+from smtpcore.protocol.replies import SmtpReply
+from smtpcore.protocol.requests import Conversation, Write
+from smtpcore.protocol.state import State
+
+if TYPE_CHECKING:
+    from smtpcore.protocol.dialogue import Dialogue
+
+__all__ = ["Dsn", "Outgoing", "SendOptions", "SendResult", "run_batch", "xtext"]
+
+
+class Outgoing(Protocol):
+    """What the transaction needs of a message (``mime.BuiltMessage`` is one)."""
+
+    @property
+    def sender(self) -> str: ...
+    @property
+    def recipients(self) -> Sequence[str]: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def message_id(self) -> str | None: ...
+
+
+_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
+
+
+@dataclass(frozen=True, slots=True)
+class Dsn:
+    """A delivery status notification request (RFC 3461), sent only to
+    servers that offer DSN.
+
+    Args:
+        notify: ``("NEVER",)`` or any of ``"SUCCESS"``, ``"FAILURE"``,
+            ``"DELAY"``; empty leaves it to the server.
+        ret: ``"FULL"`` or ``"HDRS"``: what a bounce returns.
+        envid: an envelope identifier echoed in the notifications.
+        orcpt: send each recipient as ``ORCPT=rfc822;<address>``.
+
+    Raises:
+        ArgumentError: a value RFC 3461 does not allow.
+    """
+
+    notify: tuple[str, ...] = ()
+    ret: Literal["FULL", "HDRS"] | None = None
+    envid: str | None = None
+    orcpt: bool = False
+
+    def __post_init__(self) -> None:
+        notify = {value.upper() for value in self.notify}
+        if notify and notify != {"NEVER"} and not notify <= _NOTIFY:
+            raise ArgumentError(
+                "dsn.notify", "NEVER, or any of SUCCESS, FAILURE, DELAY"
+            )
+        if self.ret not in (None, "FULL", "HDRS"):
+            raise ArgumentError("dsn.ret", "FULL or HDRS")
+        # RFC 3461 4.4: ENVID is at most 100 characters of xtext-able text.
+        if self.envid is not None and not re.fullmatch(
+            r"[\x20-\x7e]{1,100}", self.envid
+        ):
+            raise ArgumentError("dsn.envid", "1 to 100 printable ASCII characters")
+
+
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """Per-send choices.
+
+    Args:
+        allow_partial: deliver to the accepted recipients even if some are
+            refused (otherwise one refusal aborts the whole message).
+        dsn: a delivery status notification request, or None.
+        require_tls: RFC 8689 REQUIRETLS: the message must only travel over
+            TLS all the way; refused before sending when this session is not
+            on TLS or the server does not offer it.
+    """
+
+    allow_partial: bool = False
+    dsn: Dsn | None = None
+    require_tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of one delivered message.
+
+    Attributes:
+        message_id: the Message-ID header value with angle brackets, or None.
+        accepted: recipient addresses the server accepted.
+        rejected: recipient address -> the server's refusal (only with
+            ``allow_partial=True``; otherwise a refusal raises).
+        reply: the server's final reply to the message content.
+    """
+
+    message_id: str | None
+    accepted: list[str]
+    rejected: dict[str, SmtpReply]
+    reply: SmtpReply
+
+
+def xtext(value: str) -> bytes:
+    """RFC 3461 4: "+" and "=" and anything outside ``!``..``~`` as ``+HH``."""
+    out = bytearray()
+    for octet in value.encode("utf-8"):
+        if 33 <= octet <= 126 and octet not in (0x2B, 0x3D):
+            out.append(octet)
+        else:
+            out += b"+%02X" % octet
+    return bytes(out)
+
+
+def _refusal(
+    kind: SmtpErrorKind,
+    code: int,
+    status: str,
+    text: str,
+    command: str,
+    mailbox: str | None = None,
+) -> SmtpCommandError:
+    """An error standing in for the refusal a server would send, raised
+    before anything is sent."""
+    reply = SmtpReply(code, (f"{status} {text}".encode(),), status)
+    return SmtpCommandError(kind, reply, command, mailbox)
+
+
+@dataclass(slots=True)
+class _Tx:
+    """One message on its way."""
+
+    index: int
+    message: Outgoing
+    mail: Mail
+    rcpts: list[Rcpt]
+    chunked: bool  # BDAT instead of DATA (RFC 3030)
+    in_group: bool  # DATA / BDAT LAST rides with MAIL and RCPT
+    payload: bytes  # for BDAT: the CRLF-normalised content
+
+
+def _plan(
+    index: int,
+    message: Outgoing,
+    options: SendOptions,
+    ext: Extensions,
+    *,
+    tls: bool,
+    lmtp: bool,
+) -> _Tx:
+    """Build MAIL and RCPT for ``message``, refusing before any byte is sent
+    what this server would refuse anyway."""
+    sender, recipients, data = message.sender, message.recipients, message.data
+    if not recipients:
+        raise ValueError("a message needs at least one recipient")
+    # RFC 1870 6.1: do not send more than the server's declared maximum.
+    if ext.size is not None and len(data) > ext.size:
+        raise _refusal(
+            SmtpErrorKind.MESSAGE_NOT_ACCEPTED,
+            552,
+            "5.3.4",
+            f"Message size {len(data)} exceeds the limit {ext.size}",
+            "MAIL FROM",
+            sender,
+        )
+    if options.require_tls and not (tls and ext.requiretls):
+        # RFC 8689 5: REQUIRETLS needs TLS on this hop and the server's offer.
+        why = (
+            "the server does not offer REQUIRETLS"
+            if tls
+            else "this session is not on TLS"
+        )
+        raise _refusal(
+            SmtpErrorKind.MESSAGE_NOT_ACCEPTED,
+            530,
+            "5.7.30",
+            f"REQUIRETLS support required: {why}",
+            "MAIL FROM",
+            sender,
+        )
+    utf8 = ext.smtputf8 and any(map(needs_smtputf8, [sender, *recipients]))
+    eight_bit = not data.isascii()
+    if eight_bit and not (ext.eightbitmime or utf8):
+        # RFC 6152 3: 8-bit content only to a server that offers 8BITMIME.
+        raise _refusal(
+            SmtpErrorKind.MESSAGE_NOT_ACCEPTED,
+            554,
+            "5.6.3",
+            "8-bit content, but the server offers no 8BITMIME",
+            "MAIL FROM",
+            sender,
+        )
+    params: list[bytes] = []
+    if ext.has("SIZE"):
+        params.append(b"SIZE=%d" % len(data))
+    if eight_bit and ext.eightbitmime:
+        params.append(b"BODY=8BITMIME")
+    if utf8:
+        params.append(b"SMTPUTF8")
+    if options.require_tls:
+        params.append(b"REQUIRETLS")
+    dsn = options.dsn if ext.dsn else None
+    if dsn is not None and dsn.ret:
+        params.append(b"RET=" + dsn.ret.encode())
+    if dsn is not None and dsn.envid:
+        params.append(b"ENVID=" + xtext(dsn.envid))
+    rcpt_params: list[bytes] = []
+    if dsn is not None and dsn.notify:
+        rcpt_params.append(
+            b"NOTIFY=" + ",".join(v.upper() for v in dsn.notify).encode()
+        )
+    mail = Mail(_encode(sender, utf8, sender=True), tuple(params))
+    rcpts = []
+    for address in recipients:
+        extra = (
+            [b"ORCPT=rfc822;" + xtext(address)] if dsn is not None and dsn.orcpt else []
+        )
+        rcpts.append(Rcpt(_encode(address, utf8, sender=False), (*rcpt_params, *extra)))
+    chunked = ext.chunking
+    in_group = (
+        ext.pipelining and not lmtp and (options.allow_partial or len(rcpts) == 1)
+    )
+    payload = b""
+    if chunked:
+        try:
+            payload = encode_bdat(data)
+        except ValueError as exc:
+            raise ArgumentError("data", str(exc)) from exc
+    return _Tx(index, message, mail, rcpts, chunked, in_group, payload)
+
+
+def _encode(address: str, utf8: bool, *, sender: bool) -> bytes:
+    if not address and sender:
+        return b""  # RFC 5321 4.5.5: the null reverse-path
+    try:
+        return encode_mailbox(address, smtputf8=utf8)
+    except ValueError as exc:
+        # RFC 6531 3.7.4.1 / RFC 3463: 553 5.6.7 for an address this
+        # session cannot carry, 501 5.1.7 / 5.1.3 for bad syntax.
+        carry = needs_smtputf8(address) and not utf8
+        status = "5.6.7" if carry else ("5.1.7" if sender else "5.1.3")
+        raise _refusal(
+            SmtpErrorKind.SENDER_NOT_ACCEPTED
+            if sender
+            else SmtpErrorKind.RECIPIENT_NOT_ACCEPTED,
+            553 if carry else 501,
+            status,
+            str(exc),
+            "MAIL FROM" if sender else "RCPT TO",
+            address,
+        ) from exc
+
+
+def run_batch(
+    dialogue: Dialogue,
+    messages: Sequence[Outgoing],
+    options: SendOptions,
+    results: list[SendResult | SmtpCommandError | None],
+) -> Conversation[None]:
+    """Send every message whose result is still None, in order.
+
+    ``results[i]`` is set as message ``i`` finishes: strictly in order, so
+    when the connection breaks (``EmailSessionError`` or
+    ``SmtpProtocolError`` propagates) the first None is the message that was
+    in flight, and its error's ``delivery_unknown`` says whether it may have
+    been delivered.  A message whose group went out with the previous
+    message's content was never given content: it was not delivered.
+    """
+    conn = dialogue.conn
+    lmtp = dialogue.policy.lmtp
+    ahead: _Tx | None = None  # a transaction whose group is already written
+    for index, message in enumerate(messages):
+        if results[index] is not None:
+            continue
+        tx, ahead = (
+            (ahead, None)
+            if ahead is not None and ahead.index == index
+            else (None, None)
+        )
+        try:
+            if tx is None:
+                tx = _plan(
+                    index,
+                    message,
+                    options,
+                    conn.extensions,
+                    tls=conn.tls_active,
+                    lmtp=lmtp,
+                )
+                yield Write(_group(dialogue, tx))
+            accepted, rejected = yield from _group_replies(dialogue, tx, options)
+            wire = yield from _content(dialogue, tx, len(accepted))
+            ahead = _plan_next(dialogue, messages, results, index, options)
+            if ahead is not None:
+                wire += _group(dialogue, ahead)
+            yield Write(wire)
+            results[index] = yield from _finish(
+                dialogue, tx, accepted, rejected, options
+            )
+        except SmtpCommandError as exc:
+            results[index] = exc
+
+
+def _plan_next(
+    dialogue: Dialogue,
+    messages: Sequence[Outgoing],
+    results: list[SendResult | SmtpCommandError | None],
+    index: int,
+    options: SendOptions,
+) -> _Tx | None:
+    """The next message's transaction, to ride with this one's content."""
+    conn = dialogue.conn
+    if not conn.extensions.pipelining:
+        return None
+    for following in range(index + 1, len(messages)):
+        if results[following] is not None:
+            continue
+        try:
+            return _plan(
+                following,
+                messages[following],
+                options,
+                conn.extensions,
+                tls=conn.tls_active,
+                lmtp=dialogue.policy.lmtp,
+            )
+        except SmtpCommandError as exc:
+            results[following] = exc  # refused before sending: nothing to pipeline
+    return None
+
+
+def _group(dialogue: Dialogue, tx: _Tx) -> bytes:
+    """MAIL, every RCPT, and DATA or BDAT LAST when they join the group; one
+    write with PIPELINING, else just MAIL (the rest waits for replies)."""
+    conn = dialogue.conn
+    if not conn.extensions.pipelining:
+        return conn.send(tx.mail)
+    wire = conn.send(tx.mail) + b"".join([conn.send(rcpt) for rcpt in tx.rcpts])
+    if tx.in_group:
+        wire += (
+            conn.send_bdat(tx.payload, last=True) if tx.chunked else conn.send(Data())
+        )
+    return wire
+
+
+def _group_replies(
+    dialogue: Dialogue, tx: _Tx, options: SendOptions
+) -> Conversation[tuple[list[str], dict[str, SmtpReply]]]:
+    """Read MAIL's and every RCPT's reply (sending RCPTs one by one without
+    PIPELINING); abort with RSET per the recipient policy."""
+    pipelined = dialogue.conn.extensions.pipelining
+    sender = tx.message.sender
+    mail_reply = yield from dialogue.reply("the reply to MAIL FROM")
+    replies: list[SmtpReply] = []
+    if mail_reply.is_positive or pipelined:
+        for rcpt in tx.rcpts:
+            if pipelined:
+                replies.append((yield from dialogue.reply("the reply to RCPT TO")))
+            else:
+                replies.append((yield from dialogue.command(rcpt)))
+    if not mail_reply.is_positive:
+        yield from _abort(dialogue, tx)
+        raise SmtpCommandError(
+            SmtpErrorKind.SENDER_NOT_ACCEPTED, mail_reply, "MAIL FROM", sender
+        )
+    accepted: list[str] = []
+    rejected: dict[str, SmtpReply] = {}
+    for address, reply in zip(tx.message.recipients, replies, strict=True):
+        if reply.is_positive:
+            accepted.append(address)
+        else:
+            rejected.setdefault(address, reply)
+    if rejected and not (options.allow_partial and accepted):
+        yield from _abort(dialogue, tx)
+        first = next(iter(rejected))
+        raise SmtpCommandError(
+            SmtpErrorKind.RECIPIENT_NOT_ACCEPTED,
+            rejected[first],
+            "RCPT TO",
+            first,
+            rejected=rejected,
+        )
+    return accepted, rejected
+
+
+def _content(dialogue: Dialogue, tx: _Tx, accepted: int) -> Conversation[bytes]:
+    """The bytes that carry the message: DATA's content after its 354, or
+    the BDAT LAST chunk (nothing more when it already went with the group)."""
+    conn = dialogue.conn
+    replies = accepted if dialogue.policy.lmtp else 1
+    if tx.chunked:
+        return (
+            b""
+            if tx.in_group
+            else conn.send_bdat(tx.payload, last=True, replies=replies)
+        )
+    if tx.in_group:
+        data_reply = yield from dialogue.reply("the reply to DATA")
+    else:
+        data_reply = yield from dialogue.command(Data())
+    if data_reply.code != 354:
+        yield from _abort(dialogue, tx)
+        raise SmtpCommandError(SmtpErrorKind.MESSAGE_NOT_ACCEPTED, data_reply, "DATA")
+    return conn.send_content(tx.message.data, end=True, replies=replies)
+
+
+def _finish(
+    dialogue: Dialogue,
+    tx: _Tx,
+    accepted: list[str],
+    rejected: dict[str, SmtpReply],
+    options: SendOptions,
+) -> Conversation[SendResult]:
+    """Read the final reply (with LMTP: one per accepted recipient)."""
+    verb = "BDAT" if tx.chunked else "DATA"
+    finals: list[SmtpReply] = []
+    for _ in accepted if dialogue.policy.lmtp else [None]:
+        finals.append(
+            (
+                yield from dialogue.reply(
+                    "the final reply after the message content",
+                    timeout=dialogue.policy.data_timeout,
+                    in_doubt=True,
+                )
+            )
+        )
+    if not dialogue.policy.lmtp:
+        if not finals[0].is_positive:
+            if tx.chunked:
+                yield from _abort(dialogue, tx)  # RFC 3030 4.2
+            raise SmtpCommandError(SmtpErrorKind.MESSAGE_NOT_ACCEPTED, finals[0], verb)
+        return SendResult(tx.message.message_id, accepted, rejected, finals[0])
+    delivered = [a for a, r in zip(accepted, finals, strict=True) if r.is_positive]
+    refused = {a: r for a, r in zip(accepted, finals, strict=True) if not r.is_positive}
+    if not delivered:
+        raise SmtpCommandError(
+            SmtpErrorKind.MESSAGE_NOT_ACCEPTED,
+            finals[0],
+            verb,
+            rejected={**rejected, **refused},
+        )
+    if refused and not options.allow_partial:
+        # RFC 2033 4.2: the others already have the message; say so.
+        first = next(iter(refused))
+        raise SmtpCommandError(
+            SmtpErrorKind.RECIPIENT_NOT_ACCEPTED,
+            refused[first],
+            verb,
+            first,
+            rejected={**rejected, **refused},
+            accepted=delivered,
+        )
+    return SendResult(
+        tx.message.message_id, delivered, {**rejected, **refused}, finals[-1]
+    )
+
+
+def _abort(dialogue: Dialogue, tx: _Tx) -> Conversation[None]:
+    """End a failed transaction so the session can carry the next one."""
+    if tx.in_group and dialogue.conn.pending:
+        # DATA or BDAT LAST went out with the group: its reply comes first
+        # (RFC 2920 3.1: nothing may follow DATA before its reply).
+        yield from dialogue.reply(f"the reply to {'BDAT' if tx.chunked else 'DATA'}")
+    if dialogue.conn.state is State.CONTENT:
+        # The server answered 354 although we must abort: only dropping the
+        # connection stops it from taking the message.  The client sees a
+        # connection that is not idle and closes it.
+        return
+    reply = yield from dialogue.command(Rset())
+    if not reply.is_positive:
+        raise SmtpProtocolError(f"RSET refused: {reply}")
