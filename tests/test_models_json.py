@@ -89,7 +89,7 @@ SEED_EXPECTED = [
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"), zip(SEED_MESSAGES, SEED_EXPECTED, strict=True)
+    ("text", "expected"), list(zip(SEED_MESSAGES, SEED_EXPECTED, strict=True))
 )
 def test_seed_messages_parse(text: str, expected: EmailMessage) -> None:
     parsed = EmailMessage.from_json(text)
