@@ -17,12 +17,11 @@ import contextlib
 import ssl
 import sys
 import time
-from collections import deque
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from smtpcore.client import SendItem
-from smtpcore.envelope import prepare, prepare_item, prepare_raw
+from smtpcore.envelope import prepare, prepare_batch, prepare_raw
 from smtpcore.errors import (
     ArgumentError,
     EmailSessionError,
@@ -39,9 +38,11 @@ from smtpcore.opening import (
     endpoint_of,
     may_retry,
     revocation_checking,
+    settle_batch_failure,
 )
-from smtpcore.protocol.dialogue import Conversation, Dialogue, Read, SendResult, Write
+from smtpcore.protocol.dialogue import Conversation, Dialogue, Read, Write
 from smtpcore.protocol.replies import SmtpReply
+from smtpcore.protocol.transaction import Dsn, SendOptions, SendResult
 from smtpcore.tls import Phase, classify, speaks_tls
 from smtpcore.transport import Endpoint
 from smtpcore.validation import validate_session_details
@@ -262,7 +263,7 @@ class AsyncSmtpClient:
     Args:
         session_details: server details and credentials (None for no AUTH).
         timeout, data_timeout, tls_context, starttls, local_hostname,
-        allow_insecure_auth, check_revocation: as for ``SmtpClient``.
+        allow_insecure_auth, check_revocation, lmtp: as for ``SmtpClient``.
         max_connections: how many sessions :meth:`send_many` may use at
             once (this one and up to ``max_connections - 1`` more, opened on
             demand and kept until :meth:`close`).
@@ -283,6 +284,7 @@ class AsyncSmtpClient:
         local_hostname: str | None = None,
         allow_insecure_auth: bool = False,
         check_revocation: bool = False,
+        lmtp: bool = False,
         max_connections: int = 1,
     ) -> None:
         validate_session_details(session_details)
@@ -303,6 +305,7 @@ class AsyncSmtpClient:
             local_hostname,
             allow_insecure_auth,
             check_revocation,
+            lmtp,
         )
         self._max_connections = max_connections
         self._transport: AsyncTransport | None = None
@@ -405,13 +408,18 @@ class AsyncSmtpClient:
     # --------------------------------------------------------------- sends
 
     async def send(
-        self, message: EmailMessage | Any, *, allow_partial: bool = False
+        self,
+        message: EmailMessage | Any,
+        *,
+        allow_partial: bool = False,
+        dsn: Dsn | None = None,
+        require_tls: bool = False,
     ) -> SendResult:
         """Send a message of ours or a stdlib ``email.message.Message``
         (see :meth:`SmtpClient.send`; attachments are read in a worker
         thread so that the event loop never waits on the disk)."""
         built = await _prepared(message)
-        return await self._deliver(built, allow_partial)
+        return await self._deliver(built, SendOptions(allow_partial, dsn, require_tls))
 
     async def send_raw(
         self,
@@ -420,42 +428,73 @@ class AsyncSmtpClient:
         data: bytes,
         *,
         allow_partial: bool = False,
+        dsn: Dsn | None = None,
+        require_tls: bool = False,
     ) -> SendResult:
         """Send a prebuilt RFC 5322 message (see :meth:`SmtpClient.send_raw`)."""
         return await self._deliver(
-            prepare_raw(from_addr, to_addrs, data), allow_partial
+            prepare_raw(from_addr, to_addrs, data),
+            SendOptions(allow_partial, dsn, require_tls),
         )
 
     async def send_many(
-        self, items: Iterable[SendItem], *, allow_partial: bool = False
+        self,
+        items: Iterable[SendItem],
+        *,
+        allow_partial: bool = False,
+        dsn: Dsn | None = None,
+        require_tls: bool = False,
     ) -> list[SendResult | Exception]:
-        """Send several messages over up to ``max_connections`` sessions.
+        """Send several messages over up to ``max_connections`` sessions,
+        each taking its share as one pipelined batch (see
+        :meth:`SmtpClient.send_many`).
 
         Returns:
             One :class:`SendResult` or exception per item, in item order.
         """
-        results: list[SendResult | Exception | None] = []
-        queue: deque[tuple[int, BuiltMessage]] = deque()
-        for index, item in enumerate(items):
-            try:
-                queue.append((index, await _prepared(item, raw_ok=True)))
-                results.append(None)
-            except (SmtpCoreError, OSError) as exc:
-                results.append(exc)
-        wanted = min(self._max_connections, len(queue))
-        while len(self._pool) < wanted - 1:
+        items = list(items)
+        if any(isinstance(i, EmailMessage) and i.attachments for i in items):
+            messages, results = await asyncio.to_thread(prepare_batch, items)
+        else:
+            messages, results = prepare_batch(items)
+        options = SendOptions(allow_partial, dsn, require_tls)
+        pending = [index for index, result in enumerate(results) if result is None]
+        sessions = min(self._max_connections, len(pending))
+        while len(self._pool) < sessions - 1:
             self._pool.append(self._sibling())
 
-        async def work(session: AsyncSmtpClient) -> None:
-            while queue:
-                index, built = queue.popleft()
-                try:
-                    results[index] = await session._deliver(built, allow_partial)
-                except (SmtpCoreError, OSError) as exc:
-                    results[index] = exc
+        async def work(session: AsyncSmtpClient, share: list[int]) -> None:
+            mine = [messages[index] for index in share]
+            done: list[SendResult | Exception | None] = [None] * len(share)
+            await session._batch(mine, options, done)
+            for index, result in zip(share, done, strict=True):
+                results[index] = result
 
-        await asyncio.gather(*(work(s) for s in [self, *self._pool][: max(wanted, 1)]))
+        pool = [self, *self._pool][:sessions]
+        await asyncio.gather(
+            *(work(session, pending[k::sessions]) for k, session in enumerate(pool))
+        )
         return [result for result in results if result is not None]
+
+    async def _batch(
+        self,
+        messages: list[BuiltMessage | None],
+        options: SendOptions,
+        results: list[SendResult | Exception | None],
+    ) -> None:
+        async with self._lock:
+            retried: set[int] = set()
+            while None in results:
+                try:
+                    await self._open_or_reuse()
+                    assert self._dialogue is not None
+                    await self._run(
+                        self._dialogue.send_batch(messages, options, results)
+                    )
+                except (EmailSessionError, SmtpProtocolError) as exc:
+                    settle_batch_failure(results, exc, retried)
+                except SmtpCoreError as exc:  # the session could not be opened
+                    results[:] = [exc if r is None else r for r in results]
 
     def _sibling(self) -> AsyncSmtpClient:
         sibling = object.__new__(AsyncSmtpClient)
@@ -475,42 +514,32 @@ class AsyncSmtpClient:
             assert self._dialogue is not None
             return await self._run(self._dialogue.noop())
 
-    async def _deliver(self, built: BuiltMessage, allow_partial: bool) -> SendResult:
+    async def _open_or_reuse(self) -> bool:
+        if self._transport is not None and self._transport.hung_up():
+            self.abort_session()
+        reused = self._transport is not None
+        await self.connect()
+        return reused
+
+    async def _deliver(self, built: BuiltMessage, options: SendOptions) -> SendResult:
         async with self._lock:
-            reused = self._transport is not None
-            if self._transport is not None and self._transport.hung_up():
-                self.abort_session()
-                reused = False
-            await self.connect()
+            reused = await self._open_or_reuse()
+            assert self._dialogue is not None
             try:
-                return await self._transaction(built, allow_partial)
+                return await self._run(self._dialogue.send(built, options))
             except EmailSessionError as exc:
                 if not may_retry(exc, reused):
                     raise
             await self.connect()
-            return await self._transaction(built, allow_partial)
-
-    async def _transaction(
-        self, built: BuiltMessage, allow_partial: bool
-    ) -> SendResult:
-        assert self._dialogue is not None
-        return await self._run(
-            self._dialogue.transaction(
-                built.sender,
-                built.recipients,
-                built.data,
-                message_id=built.message_id,
-                allow_partial=allow_partial,
-            )
-        )
+            assert self._dialogue is not None
+            return await self._run(self._dialogue.send(built, options))
 
 
-async def _prepared(item: object, *, raw_ok: bool = False) -> BuiltMessage:
+async def _prepared(item: object) -> BuiltMessage:
     """Validate and build off the event loop when files must be read."""
-    prepare_fn = prepare_item if raw_ok else prepare
     if isinstance(item, EmailMessage) and item.attachments:
-        return await asyncio.to_thread(prepare_fn, item)
-    return prepare_fn(item)
+        return await asyncio.to_thread(prepare, item)
+    return prepare(item)
 
 
 async def send_email_async(
@@ -525,7 +554,11 @@ async def send_email_async(
     A session opened by the blocking ``send_email`` on the same details is
     closed and replaced by an asyncio one (and the other way round).
     """
-    allow_partial = bool(options.pop("allow_partial", False))
+    send_options = SendOptions(
+        bool(options.pop("allow_partial", False)),
+        options.pop("dsn", None),
+        bool(options.pop("require_tls", False)),
+    )
     validate_session_details(session_details)
     built = await _prepared(message)
     client = session_details._session
@@ -534,7 +567,7 @@ async def send_email_async(
         client = AsyncSmtpClient(session_details, **options)
         session_details._session = client
     try:
-        return await client._deliver(built, allow_partial)
+        return await client._deliver(built, send_options)
     finally:
         if close_session:
             session_details._session = None

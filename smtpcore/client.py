@@ -14,8 +14,8 @@ import ssl
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
-from smtpcore.envelope import prepare, prepare_item, prepare_raw
-from smtpcore.errors import EmailSessionError, SmtpCoreError
+from smtpcore.envelope import prepare, prepare_batch, prepare_raw
+from smtpcore.errors import EmailSessionError, SmtpCoreError, SmtpProtocolError
 from smtpcore.mime import BuiltMessage
 from smtpcore.models import BasicEmailSessionDetails, EmailMessage
 from smtpcore.opening import (
@@ -25,9 +25,11 @@ from smtpcore.opening import (
     endpoint_of,
     may_retry,
     revocation_checking,
+    settle_batch_failure,
 )
-from smtpcore.protocol.dialogue import Conversation, Dialogue, SendResult
+from smtpcore.protocol.dialogue import Conversation, Dialogue
 from smtpcore.protocol.replies import SmtpReply
+from smtpcore.protocol.transaction import Dsn, SendOptions, SendResult
 from smtpcore.transport import Transport
 from smtpcore.validation import validate_session_details
 
@@ -59,6 +61,8 @@ class SmtpClient:
             revoked certificate; an unreachable CRL is ``CRL_SERVER_DOWN``.
             The CRL-checking context takes the CA certificates loaded into
             ``tls_context`` (or the system store by default).
+        lmtp: speak LMTP (RFC 2033) instead of SMTP: LHLO, and one reply
+            per recipient after the content.
 
     Raises:
         PropertyNullError, PropertyEmptyError, PropertyValueOutOfRangeError,
@@ -79,6 +83,7 @@ class SmtpClient:
         local_hostname: str | None = None,
         allow_insecure_auth: bool = False,
         check_revocation: bool = False,
+        lmtp: bool = False,
     ) -> None:
         validate_session_details(session_details)
         self._details = session_details
@@ -90,6 +95,7 @@ class SmtpClient:
             local_hostname,
             allow_insecure_auth,
             check_revocation,
+            lmtp,
         )
         self._transport: Transport | None = None
         self._dialogue: Dialogue | None = None
@@ -181,6 +187,8 @@ class SmtpClient:
         message: EmailMessage | email.message.Message,
         *,
         allow_partial: bool = False,
+        dsn: Dsn | None = None,
+        require_tls: bool = False,
     ) -> SendResult:
         """Send a message of ours or a stdlib ``email.message.Message``.
 
@@ -191,6 +199,10 @@ class SmtpClient:
             message: the message.
             allow_partial: deliver to the accepted recipients when some are
                 refused, and report the refused ones in ``rejected``.
+            dsn: a delivery status notification request (RFC 3461), used
+                when the server offers DSN.
+            require_tls: RFC 8689 REQUIRETLS; refused before sending when
+                the session is not on TLS or the server does not offer it.
 
         Returns:
             The :class:`SendResult`.
@@ -204,7 +216,8 @@ class SmtpClient:
             EmailSessionError: the session failed.
             SmtpProtocolError: the server broke the protocol.
         """
-        return self._deliver(prepare(message), allow_partial)
+        options = SendOptions(allow_partial, dsn, require_tls)
+        return self._deliver(prepare(message), options)
 
     def send_raw(
         self,
@@ -213,6 +226,8 @@ class SmtpClient:
         data: bytes,
         *,
         allow_partial: bool = False,
+        dsn: Dsn | None = None,
+        require_tls: bool = False,
     ) -> SendResult:
         """Send a prebuilt RFC 5322 message, like ``smtplib.sendmail``.
 
@@ -223,7 +238,7 @@ class SmtpClient:
             from_addr: the envelope sender ("" for the null reverse-path).
             to_addrs: one recipient or a sequence of them.
             data: the message bytes.
-            allow_partial: as for :meth:`send`.
+            allow_partial, dsn, require_tls: as for :meth:`send`.
 
         Returns:
             The :class:`SendResult` (``message_id`` is None).
@@ -234,29 +249,47 @@ class SmtpClient:
             SmtpCommandError, EmailSessionError, SmtpProtocolError: as for
                 :meth:`send`.
         """
-        return self._deliver(prepare_raw(from_addr, to_addrs, data), allow_partial)
+        options = SendOptions(allow_partial, dsn, require_tls)
+        return self._deliver(prepare_raw(from_addr, to_addrs, data), options)
 
     def send_many(
-        self, items: Iterable[SendItem], *, allow_partial: bool = False
+        self,
+        items: Iterable[SendItem],
+        *,
+        allow_partial: bool = False,
+        dsn: Dsn | None = None,
+        require_tls: bool = False,
     ) -> list[SendResult | Exception]:
-        """Send several messages over this session, in order.
+        """Send several messages over this session, in order, pipelined.
+
+        With PIPELINING each message's content travels with the next
+        message's MAIL and RCPT, so a batch costs about one round trip per
+        message.  If the connection breaks, the message in flight is retried
+        once on a new connection when it cannot have been delivered, and the
+        rest go on over the new connection.
 
         Args:
             items: messages of ours, stdlib messages, or
                 ``(from_addr, to_addrs, data)`` tuples for raw ones.
-            allow_partial: as for :meth:`send`.
+            allow_partial, dsn, require_tls: as for :meth:`send`.
 
         Returns:
             One :class:`SendResult` or exception per item, in order: a
             failure of one item does not stop the others.
         """
-        results: list[SendResult | Exception] = []
-        for item in items:
+        messages, results = prepare_batch(items)
+        options = SendOptions(allow_partial, dsn, require_tls)
+        retried: set[int] = set()
+        while None in results:
             try:
-                results.append(self._deliver(prepare_item(item), allow_partial))
-            except (SmtpCoreError, OSError) as exc:
-                results.append(exc)
-        return results
+                self._open_or_reuse()
+                assert self._dialogue is not None
+                self._run(self._dialogue.send_batch(messages, options, results))
+            except (EmailSessionError, SmtpProtocolError) as exc:
+                settle_batch_failure(results, exc, retried)
+            except SmtpCoreError as exc:  # the session could not be opened
+                results = [exc if result is None else result for result in results]
+        return [result for result in results if result is not None]
 
     def noop(self) -> SmtpReply:
         """Send NOOP (connecting first if needed) and return the reply."""
@@ -264,28 +297,23 @@ class SmtpClient:
         assert self._dialogue is not None
         return self._run(self._dialogue.noop())
 
-    def _deliver(self, built: BuiltMessage, allow_partial: bool) -> SendResult:
-        reused = self._transport is not None
-        if reused and self._transport is not None and self._transport.hung_up():
+    def _open_or_reuse(self) -> bool:
+        """Connect unless an idle session is open and alive; True if the
+        session was reused."""
+        if self._transport is not None and self._transport.hung_up():
             self._drop()
-            reused = False
+        reused = self._transport is not None
         self.connect()
+        return reused
+
+    def _deliver(self, built: BuiltMessage, options: SendOptions) -> SendResult:
+        reused = self._open_or_reuse()
+        assert self._dialogue is not None
         try:
-            return self._transaction(built, allow_partial)
+            return self._run(self._dialogue.send(built, options))
         except EmailSessionError as exc:
             if not may_retry(exc, reused):
                 raise
         self.connect()
-        return self._transaction(built, allow_partial)
-
-    def _transaction(self, built: BuiltMessage, allow_partial: bool) -> SendResult:
         assert self._dialogue is not None
-        return self._run(
-            self._dialogue.transaction(
-                built.sender,
-                built.recipients,
-                built.data,
-                message_id=built.message_id,
-                allow_partial=allow_partial,
-            )
-        )
+        return self._run(self._dialogue.send(built, options))

@@ -7,16 +7,29 @@ costs a connection and never leaves a half-sent message behind.
 from __future__ import annotations
 
 import email.message
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from smtpcore.errors import ArgumentError, PropertyEmptyError, PropertyNullError
+from smtpcore.errors import (
+    ArgumentError,
+    PropertyEmptyError,
+    PropertyNullError,
+    SmtpCoreError,
+)
 from smtpcore.mime import BuiltMessage, build_message, prepare_stdlib_message
 from smtpcore.models import EmailMessage
 from smtpcore.protocol.address import mailbox_problem
 from smtpcore.protocol.data import check_raw_message
+from smtpcore.protocol.transaction import SendResult
 from smtpcore.validation import address_refusal, validate_message
 
-__all__ = ["check_envelope", "check_raw_content", "prepare"]
+__all__ = [
+    "check_envelope",
+    "check_raw_content",
+    "prepare",
+    "prepare_batch",
+    "prepare_item",
+    "prepare_raw",
+]
 
 
 def check_envelope(sender: object, recipients: Sequence[object]) -> None:
@@ -147,3 +160,24 @@ def prepare_item(item: object) -> BuiltMessage:
             raise ArgumentError("items", "a raw item is (from_addr, to_addrs, data)")
         return prepare_raw(*item)
     return prepare(item)
+
+
+def prepare_batch(
+    items: Iterable[object],
+) -> tuple[list[BuiltMessage | None], list[SendResult | Exception | None]]:
+    """Prepare every item of ``send_many``; an item that fails gets its
+    error as its result (and None as its message), the others None.
+
+    Returns:
+        The messages and the results, index for index.
+    """
+    messages: list[BuiltMessage | None] = []
+    results: list[SendResult | Exception | None] = []
+    for item in items:
+        try:
+            messages.append(prepare_item(item))
+            results.append(None)
+        except (SmtpCoreError, OSError) as exc:
+            messages.append(None)
+            results.append(exc)
+    return messages, results

@@ -24,6 +24,7 @@ from smtpcore.errors import (
 )
 from smtpcore.models import BasicEmailSessionDetails
 from smtpcore.protocol.dialogue import SessionPolicy
+from smtpcore.protocol.transaction import SendResult
 from smtpcore.tls import (
     CrlUnavailable,
     antivirus_product,
@@ -41,6 +42,7 @@ __all__ = [
     "endpoint_of",
     "may_retry",
     "revocation_checking",
+    "settle_batch_failure",
 ]
 
 StartTlsPolicy = Literal["auto", "required", "never"]
@@ -61,6 +63,7 @@ class ClientOptions:
     local_hostname: str | None = None
     allow_insecure_auth: bool = False
     check_revocation: bool = False
+    lmtp: bool = False
 
     def __post_init__(self) -> None:
         if self.starttls not in ("auto", "required", "never"):
@@ -104,6 +107,7 @@ class ClientOptions:
             allow_insecure_auth=self.allow_insecure_auth,
             timeout=self.timeout,
             data_timeout=self.data_timeout,
+            lmtp=self.lmtp,
         )
 
 
@@ -127,6 +131,31 @@ def may_retry(exc: EmailSessionError, reused: bool) -> bool:
         and exc.reason is EmailSessionReason.CONNECTION_LOST
         and not exc.delivery_unknown
     )
+
+
+def settle_batch_failure(
+    results: list[SendResult | Exception | None],
+    exc: SmtpCoreError,
+    retried: set[int],
+) -> None:
+    """Apply the retry rule to a batch whose connection broke.
+
+    Results fill in order, so the first None is the message that was in
+    flight.  It is retried once on a fresh connection when nothing of it can
+    have been delivered; otherwise (or on a second failure) the error is its
+    result.  The messages after it were never given content and simply go
+    on over the next connection.
+    """
+    current = results.index(None)
+    if (
+        isinstance(exc, EmailSessionError)
+        and exc.reason is EmailSessionReason.CONNECTION_LOST
+        and not exc.delivery_unknown
+        and current not in retried
+    ):
+        retried.add(current)
+    else:
+        results[current] = exc
 
 
 def diagnosed(

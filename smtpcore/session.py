@@ -14,7 +14,7 @@ from typing import Any
 from smtpcore.client import SmtpClient
 from smtpcore.envelope import prepare
 from smtpcore.models import BasicEmailSessionDetails, EmailMessage
-from smtpcore.protocol.dialogue import SendResult
+from smtpcore.protocol.transaction import SendOptions, SendResult
 from smtpcore.validation import validate_session_details
 
 __all__ = ["send_email"]
@@ -37,7 +37,8 @@ def send_email(
         **options: :class:`SmtpClient` keyword options (``timeout``,
             ``tls_context``, ``starttls``, ...) used when a session is
             opened (a session kept open keeps the options it was opened
-            with), and ``allow_partial`` (see :meth:`SmtpClient.send`).
+            with), and the per-message ``allow_partial``, ``dsn`` and
+            ``require_tls`` (see :meth:`SmtpClient.send`).
 
     Returns:
         The :class:`SendResult`.
@@ -51,7 +52,11 @@ def send_email(
         EmailSessionError: the session could not be opened or broke.
         SmtpProtocolError: the server broke the protocol.
     """
-    allow_partial = bool(options.pop("allow_partial", False))
+    send_options = SendOptions(
+        bool(options.pop("allow_partial", False)),
+        options.pop("dsn", None),
+        bool(options.pop("require_tls", False)),
+    )
     validate_session_details(session_details)
     built = prepare(message)
     client = session_details._session
@@ -59,7 +64,7 @@ def send_email(
         client = SmtpClient(session_details, **options)
         session_details._session = client
     try:
-        return client._deliver(built, allow_partial)
+        return client._deliver(built, send_options)
     finally:
         if close_session:
             session_details.close()

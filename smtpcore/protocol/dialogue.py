@@ -356,19 +356,19 @@ class Dialogue:
                 message refused; the session stays usable.
             EmailSessionError: the connection was lost or timed out.
         """
-        results: list[SendResult | SmtpCommandError | None] = [None]
+        results: list[SendResult | Exception | None] = [None]
         yield from run_batch(self, [message], options or SendOptions(), results)
         result = results[0]
-        if isinstance(result, SmtpCommandError):
+        if isinstance(result, Exception):
             raise result
         assert result is not None
         return result
 
     def send_batch(
         self,
-        messages: Sequence[Outgoing],
+        messages: Sequence[Outgoing | None],
         options: SendOptions,
-        results: list[SendResult | SmtpCommandError | None],
+        results: list[SendResult | Exception | None],
     ) -> Conversation[None]:
         """Several transactions, pipelined back to back where the server
         allows (see :func:`smtpcore.protocol.transaction.run_batch`)."""

@@ -288,9 +288,9 @@ def _encode(address: str, utf8: bool, *, sender: bool) -> bytes:
 
 def run_batch(
     dialogue: Dialogue,
-    messages: Sequence[Outgoing],
+    messages: Sequence[Outgoing | None],
     options: SendOptions,
-    results: list[SendResult | SmtpCommandError | None],
+    results: list[SendResult | Exception | None],
 ) -> Conversation[None]:
     """Send every message whose result is still None, in order.
 
@@ -305,7 +305,7 @@ def run_batch(
     lmtp = dialogue.policy.lmtp
     ahead: _Tx | None = None  # a transaction whose group is already written
     for index, message in enumerate(messages):
-        if results[index] is not None:
+        if results[index] is not None or message is None:
             continue
         tx, ahead = (
             (ahead, None)
@@ -338,8 +338,8 @@ def run_batch(
 
 def _plan_next(
     dialogue: Dialogue,
-    messages: Sequence[Outgoing],
-    results: list[SendResult | SmtpCommandError | None],
+    messages: Sequence[Outgoing | None],
+    results: list[SendResult | Exception | None],
     index: int,
     options: SendOptions,
 ) -> _Tx | None:
@@ -348,12 +348,13 @@ def _plan_next(
     if not conn.extensions.pipelining:
         return None
     for following in range(index + 1, len(messages)):
-        if results[following] is not None:
+        message = messages[following]
+        if results[following] is not None or message is None:
             continue
         try:
             return _plan(
                 following,
-                messages[following],
+                message,
                 options,
                 conn.extensions,
                 tls=conn.tls_active,
