@@ -328,7 +328,8 @@ def run_batch(
             ahead = _plan_next(dialogue, messages, results, index, options)
             if ahead is not None:
                 wire += _group(dialogue, ahead)
-            yield Write(wire)
+            if wire:  # empty when BDAT LAST already went with the group
+                yield Write(wire)
             results[index] = yield from _finish(
                 dialogue, tx, accepted, rejected, options
             )
