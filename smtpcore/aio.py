@@ -29,7 +29,7 @@ from smtpcore.errors import (
     SmtpCoreError,
     SmtpProtocolError,
 )
-from smtpcore.mime import BuiltMessage
+from smtpcore.mime import Prepared
 from smtpcore.models import BasicEmailSessionDetails, EmailMessage
 from smtpcore.opening import (
     ClientOptions,
@@ -478,7 +478,7 @@ class AsyncSmtpClient:
 
     async def _batch(
         self,
-        messages: list[BuiltMessage | None],
+        messages: list[Prepared | None],
         options: SendOptions,
         results: list[SendResult | Exception | None],
     ) -> None:
@@ -521,7 +521,7 @@ class AsyncSmtpClient:
         await self.connect()
         return reused
 
-    async def _deliver(self, built: BuiltMessage, options: SendOptions) -> SendResult:
+    async def _deliver(self, built: Prepared, options: SendOptions) -> SendResult:
         async with self._lock:
             reused = await self._open_or_reuse()
             assert self._dialogue is not None
@@ -535,7 +535,7 @@ class AsyncSmtpClient:
             return await self._run(self._dialogue.send(built, options))
 
 
-async def _prepared(item: object) -> BuiltMessage:
+async def _prepared(item: object) -> Prepared:
     """Validate and build off the event loop when files must be read."""
     if isinstance(item, EmailMessage) and item.attachments:
         return await asyncio.to_thread(prepare, item)

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from smtpcore.envelope import prepare, prepare_batch, prepare_raw
 from smtpcore.errors import EmailSessionError, SmtpCoreError, SmtpProtocolError
-from smtpcore.mime import BuiltMessage
+from smtpcore.mime import Prepared
 from smtpcore.models import BasicEmailSessionDetails, EmailMessage
 from smtpcore.opening import (
     ClientOptions,
@@ -306,7 +306,7 @@ class SmtpClient:
         self.connect()
         return reused
 
-    def _deliver(self, built: BuiltMessage, options: SendOptions) -> SendResult:
+    def _deliver(self, built: Prepared, options: SendOptions) -> SendResult:
         reused = self._open_or_reuse()
         assert self._dialogue is not None
         try:

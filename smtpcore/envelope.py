@@ -15,7 +15,12 @@ from smtpcore.errors import (
     PropertyNullError,
     SmtpCoreError,
 )
-from smtpcore.mime import BuiltMessage, build_message, prepare_stdlib_message
+from smtpcore.mime import (
+    BuiltMessage,
+    Prepared,
+    build_message,
+    prepare_stdlib_message,
+)
 from smtpcore.models import EmailMessage
 from smtpcore.protocol.address import mailbox_problem
 from smtpcore.protocol.data import check_raw_message
@@ -76,7 +81,7 @@ def check_raw_content(data: object) -> None:
         raise ArgumentError("data", f"the message cannot be sent: {problem}")
 
 
-def prepare(message: object) -> BuiltMessage:
+def prepare(message: object) -> Prepared:
     """Validate a message and build its wire form.
 
     Args:
@@ -149,7 +154,7 @@ def prepare_raw(from_addr: object, to_addrs: object, data: object) -> BuiltMessa
     return BuiltMessage(bytes(data), from_addr, tuple(map(str, recipients)), None)
 
 
-def prepare_item(item: object) -> BuiltMessage:
+def prepare_item(item: object) -> Prepared:
     """One item of ``send_many``: a message, or a ``(from, to, data)`` tuple.
 
     Raises:
@@ -164,14 +169,14 @@ def prepare_item(item: object) -> BuiltMessage:
 
 def prepare_batch(
     items: Iterable[object],
-) -> tuple[list[BuiltMessage | None], list[SendResult | Exception | None]]:
+) -> tuple[list[Prepared | None], list[SendResult | Exception | None]]:
     """Prepare every item of ``send_many``; an item that fails gets its
     error as its result (and None as its message), the others None.
 
     Returns:
         The messages and the results, index for index.
     """
-    messages: list[BuiltMessage | None] = []
+    messages: list[Prepared | None] = []
     results: list[SendResult | Exception | None] = []
     for item in items:
         try:

@@ -17,6 +17,7 @@ import email.utils
 import mimetypes
 import os
 import re
+import secrets
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from email.message import Message
 from email.policy import EmailPolicy
 
 from smtpcore.errors import ArgumentError
+from smtpcore.mimestream import StreamedMessage, split_skeleton, streamed_size
 from smtpcore.models import (
     AttachmentPath,
     EmailAddress,
@@ -34,6 +36,7 @@ from smtpcore.models import (
     EmailMessageBodyFormat,
     EmailMessagePriority,
 )
+from smtpcore.protocol.transaction import InMemoryMessage
 
 __all__ = ["MAX_LINE_OCTETS", "BuiltMessage", "build_message", "prepare_stdlib_message"]
 
@@ -114,8 +117,13 @@ _PRIORITY_HEADERS: dict[object, tuple[tuple[str, str], ...]] = {
 }
 
 
+# Attachments this large are streamed from their files while the message is
+# sent instead of being read into memory first (see smtpcore.mimestream).
+STREAM_THRESHOLD = 4 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
-class BuiltMessage:
+class BuiltMessage(InMemoryMessage):
     """A message ready to send, with its envelope.
 
     Attributes:
@@ -128,10 +136,12 @@ class BuiltMessage:
             None when the message has none.
     """
 
-    data: bytes
-    sender: str
-    recipients: tuple[str, ...]
-    message_id: str | None
+    # The fields (data, sender, recipients, message_id) and the size,
+    # eight_bit and chunks() the transaction reads come from InMemoryMessage.
+
+
+# What preparing a message gives: in memory, or with attachments streamed.
+Prepared = BuiltMessage | StreamedMessage
 
 
 # --------------------------------------------------------------------------
@@ -140,8 +150,11 @@ class BuiltMessage:
 
 
 def build_message(
-    message: EmailMessage, *, date: datetime | None = None
-) -> BuiltMessage:
+    message: EmailMessage,
+    *,
+    date: datetime | None = None,
+    stream_threshold: int | None = STREAM_THRESHOLD,
+) -> Prepared:
     """Build the wire form of one of our messages.
 
     Headers: From, To, Cc (if any), Subject (unless None), Date, Message-ID,
@@ -156,6 +169,10 @@ def build_message(
         message: the message to build.
         date: the Date header's value; None means now.  A naive datetime is
             taken as local time.
+        stream_threshold: attachments of at least this many octets are not
+            read now but streamed from their files while the message is
+            sent (a :class:`~smtpcore.mimestream.StreamedMessage`); None
+            reads every attachment now.
 
     Returns:
         The bytes, the envelope (From's address; To, Cc then Bcc, duplicates
@@ -187,6 +204,7 @@ def build_message(
         raise ArgumentError("priority", f"Unknown priority {message.priority!r}.")
 
     msg = StdlibEmailMessage(policy=_POLICY)
+    placeholders: dict[bytes, str] = {}
     sender_mailbox = _header_mailbox(message.from_, "from_")
     _set_address_header(msg, "From", [sender_mailbox])
     for field, addresses in (("to", to), ("cc", cc)):
@@ -218,7 +236,17 @@ def build_message(
         # subpart, keeping every other header (and its order) on top.
         msg.make_mixed()
         for index, path in enumerate(attachments):
-            msg.attach(_attachment_part(path, f"attachments[{index}]"))
+            where = f"attachments[{index}]"
+            if (
+                stream_threshold is not None
+                and os.stat(path).st_size >= stream_threshold
+            ):
+                # A line no base64 body or MIME header can contain.
+                token = b"SMTPCORE-STREAM-" + secrets.token_hex(16).encode()
+                placeholders[token] = os.fspath(path)
+                msg.attach(_attachment_part(path, where, placeholder=token.decode()))
+            else:
+                msg.attach(_attachment_part(path, where))
 
     data = msg.as_bytes()
     # Guaranteed for every body by the encodings chosen above; only an
@@ -233,6 +261,11 @@ def build_message(
         for field, addresses in (("to", to), ("cc", cc), ("bcc", bcc))
         for index, address in enumerate(addresses)
     ]
+    if placeholders:
+        segments = split_skeleton(data, placeholders)
+        return StreamedMessage(
+            sender, _dedupe(envelope), message_id, segments, streamed_size(segments)
+        )
     return BuiltMessage(data, sender, _dedupe(envelope), message_id)
 
 
@@ -266,10 +299,15 @@ def _body_cte(body: str) -> str:
     return "quoted-printable"
 
 
-def _attachment_part(path: AttachmentPath, where: str) -> StdlibEmailMessage:
+def _attachment_part(
+    path: AttachmentPath, where: str, *, placeholder: str | None = None
+) -> StdlibEmailMessage:
     file_path = os.fspath(path)
-    with open(file_path, "rb") as handle:
-        data = handle.read()
+    if placeholder is None:
+        with open(file_path, "rb") as handle:
+            data = handle.read()
+    else:
+        data = b""  # the headers only: the body is streamed in its place
     filename = os.path.basename(file_path)
     _check_header_text(filename, where, "file name")
     content_type, encoding = mimetypes.guess_type(file_path)
@@ -299,6 +337,10 @@ def _attachment_part(path: AttachmentPath, where: str) -> StdlibEmailMessage:
     # EmailMessage.set_content() adds MIME-Version, which RFC 2045 4 wants
     # at the top level only.
     del part["MIME-Version"]
+    if placeholder is not None:
+        # A str payload is written as it is: the placeholder line stands
+        # where the base64 body will be streamed.
+        part.set_payload(placeholder)
     return part
 
 

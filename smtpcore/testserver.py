@@ -59,6 +59,10 @@ class LocalSmtpServer:
             certificate.  The first is also the name in the greeting.
         host: the loopback address to listen on.
         data_size_limit: the SIZE advertised and enforced, in octets.
+        leaf: a server certificate chain and key to present instead of one
+            issued by ``ca`` for ``cert_names``: an expired one, one from an
+            untrusted or oddly named root, one with a CRL Distribution
+            Point.  ``client_context()`` still trusts ``ca`` only.
 
     Raises:
         ValueError: ``host`` is not a loopback address.
@@ -76,6 +80,7 @@ class LocalSmtpServer:
         cert_names: Sequence[str] = ("localhost", "127.0.0.1"),
         host: str = "127.0.0.1",
         data_size_limit: int = 33554432,
+        leaf: trustme.LeafCert | None = None,
     ) -> None:
         if host not in ("127.0.0.1", "::1"):
             raise ValueError(f"a test server listens on loopback only, not {host!r}")
@@ -84,6 +89,7 @@ class LocalSmtpServer:
         self.port = 0
         self.ca = ca if ca is not None else trustme.CA()
         self._cert_names = tuple(cert_names)
+        self._leaf = leaf
         self._require_starttls = require_starttls
         self._data_size_limit = data_size_limit
         self._recorder = Recorder()
@@ -130,7 +136,8 @@ class LocalSmtpServer:
     def _make_controller(self, port: int) -> RecordingController:
         no_auth = self._handler.users is None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ca.issue_cert(*self._cert_names).configure_cert(context)
+        leaf = self._leaf or self.ca.issue_cert(*self._cert_names)
+        leaf.configure_cert(context)
         return RecordingController(
             self._handler,
             hostname=self.host,

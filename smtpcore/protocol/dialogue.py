@@ -57,6 +57,7 @@ from smtpcore.protocol.requests import (
 from smtpcore.protocol.sasl import MAX_ROUNDS, choose_mechanism
 from smtpcore.protocol.state import State
 from smtpcore.protocol.transaction import (
+    InMemoryMessage,
     Outgoing,
     SendOptions,
     SendResult,
@@ -114,14 +115,6 @@ class SessionPolicy:
     timeout: float = 30.0
     data_timeout: float = 600.0
     lmtp: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Parts:
-    sender: str
-    recipients: tuple[str, ...]
-    data: bytes
-    message_id: str | None
 
 
 def _ascii_domain(name: str) -> bytes:
@@ -384,7 +377,7 @@ class Dialogue:
         allow_partial: bool = False,
     ) -> Conversation[SendResult]:
         """:meth:`send` for a message given as its parts."""
-        message = _Parts(sender, tuple(recipients), content, message_id)
+        message = InMemoryMessage(content, sender, tuple(recipients), message_id)
         return (yield from self.send(message, SendOptions(allow_partial=allow_partial)))
 
     # ---------------------------------------------------------- the rest

@@ -24,7 +24,7 @@ The RFC points that decide behaviour here:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -45,20 +45,70 @@ from smtpcore.protocol.state import State
 if TYPE_CHECKING:
     from smtpcore.protocol.dialogue import Dialogue
 
-__all__ = ["Dsn", "Outgoing", "SendOptions", "SendResult", "run_batch", "xtext"]
+__all__ = [
+    "Dsn",
+    "InMemoryMessage",
+    "Outgoing",
+    "SendOptions",
+    "SendResult",
+    "run_batch",
+    "xtext",
+]
 
 
 class Outgoing(Protocol):
-    """What the transaction needs of a message (``mime.BuiltMessage`` is one)."""
+    """What the transaction needs of a message: :class:`InMemoryMessage`
+    (``mime.BuiltMessage``) or ``mimestream.StreamedMessage``."""
 
     @property
     def sender(self) -> str: ...
     @property
     def recipients(self) -> Sequence[str]: ...
     @property
-    def data(self) -> bytes: ...
-    @property
     def message_id(self) -> str | None: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def eight_bit(self) -> bool: ...
+    @property
+    def data(self) -> bytes | None:
+        """The whole content, or None when it is only available as chunks."""
+
+    def chunks(self) -> Iterator[bytes]:
+        """The content piece by piece; with more than one piece, each ends
+        with CRLF (BDAT normalises line ends piece by piece)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InMemoryMessage:
+    """A message whose content is in memory.
+
+    Attributes:
+        data: the RFC 5322 message (line ends are normalised and dots
+            stuffed on the way out).
+        sender: the envelope sender ("" for the null reverse-path).
+        recipients: the envelope recipients.
+        message_id: reported back in the result, or None.
+    """
+
+    data: bytes
+    sender: str
+    recipients: tuple[str, ...]
+    message_id: str | None
+
+    @property
+    def size(self) -> int:
+        """Octets of content (before dot-stuffing)."""
+        return len(self.data)
+
+    @property
+    def eight_bit(self) -> bool:
+        """True if any octet is above 127 (RFC 6152 8BITMIME territory)."""
+        return not self.data.isascii()
+
+    def chunks(self) -> Iterator[bytes]:
+        """The content in one piece."""
+        yield self.data
 
 
 _NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
@@ -172,6 +222,7 @@ class _Tx:
     chunked: bool  # BDAT instead of DATA (RFC 3030)
     in_group: bool  # DATA / BDAT LAST rides with MAIL and RCPT
     payload: bytes  # for BDAT: the CRLF-normalised content
+    chunk_replies: int = 0  # pipelined BDAT chunks whose replies are due
 
 
 def _plan(
@@ -185,16 +236,16 @@ def _plan(
 ) -> _Tx:
     """Build MAIL and RCPT for ``message``, refusing before any byte is sent
     what this server would refuse anyway."""
-    sender, recipients, data = message.sender, message.recipients, message.data
+    sender, recipients, size = message.sender, message.recipients, message.size
     if not recipients:
         raise ValueError("a message needs at least one recipient")
     # RFC 1870 6.1: do not send more than the server's declared maximum.
-    if ext.size is not None and len(data) > ext.size:
+    if ext.size is not None and size > ext.size:
         raise _refusal(
             SmtpErrorKind.MESSAGE_NOT_ACCEPTED,
             552,
             "5.3.4",
-            f"Message size {len(data)} exceeds the limit {ext.size}",
+            f"Message size {size} exceeds the limit {ext.size}",
             "MAIL FROM",
             sender,
         )
@@ -214,7 +265,7 @@ def _plan(
             sender,
         )
     utf8 = ext.smtputf8 and any(map(needs_smtputf8, [sender, *recipients]))
-    eight_bit = not data.isascii()
+    eight_bit = message.eight_bit
     if eight_bit and not (ext.eightbitmime or utf8):
         # RFC 6152 3: 8-bit content only to a server that offers 8BITMIME.
         raise _refusal(
@@ -227,7 +278,7 @@ def _plan(
         )
     params: list[bytes] = []
     if ext.has("SIZE"):
-        params.append(b"SIZE=%d" % len(data))
+        params.append(b"SIZE=%d" % size)
     if eight_bit and ext.eightbitmime:
         params.append(b"BODY=8BITMIME")
     if utf8:
@@ -252,16 +303,26 @@ def _plan(
         )
         rcpts.append(Rcpt(_encode(address, utf8, sender=False), (*rcpt_params, *extra)))
     chunked = ext.chunking
+    data = message.data
+    # A streamed message's BDAT chunks follow the RCPT replies; an in-memory
+    # one's single BDAT LAST may ride with the group like DATA.
     in_group = (
-        ext.pipelining and not lmtp and (options.allow_partial or len(rcpts) == 1)
+        ext.pipelining
+        and not lmtp
+        and (options.allow_partial or len(rcpts) == 1)
+        and not (chunked and data is None)
     )
     payload = b""
-    if chunked:
-        try:
-            payload = encode_bdat(data)
-        except ValueError as exc:
-            raise ArgumentError("data", str(exc)) from exc
+    if chunked and data is not None:
+        payload = _bdat_payload(data)
     return _Tx(index, message, mail, rcpts, chunked, in_group, payload)
+
+
+def _bdat_payload(chunk: bytes) -> bytes:
+    try:
+        return encode_bdat(chunk)
+    except ValueError as exc:
+        raise ArgumentError("data", str(exc)) from exc
 
 
 def _encode(address: str, utf8: bool, *, sender: bool) -> bytes:
@@ -421,16 +482,32 @@ def _group_replies(
 
 
 def _content(dialogue: Dialogue, tx: _Tx, accepted: int) -> Conversation[bytes]:
-    """The bytes that carry the message: DATA's content after its 354, or
-    the BDAT LAST chunk (nothing more when it already went with the group)."""
+    """Send the message and return its last bytes, which the caller writes
+    together with the next transaction's group: DATA's content after its
+    354, or the BDAT LAST chunk (nothing when it already went with the
+    group).  A streamed message goes out chunk by chunk before that."""
     conn = dialogue.conn
     replies = accepted if dialogue.policy.lmtp else 1
+    data = tx.message.data
     if tx.chunked:
-        return (
-            b""
-            if tx.in_group
-            else conn.send_bdat(tx.payload, last=True, replies=replies)
-        )
+        if tx.in_group:
+            return b""
+        if data is not None:
+            return conn.send_bdat(tx.payload, last=True, replies=replies)
+        for chunk in tx.message.chunks():
+            yield Write(conn.send_bdat(_bdat_payload(chunk), last=False))
+            if conn.extensions.pipelining:
+                # RFC 3030 4.2: chunks may be pipelined; their replies are
+                # read after the last one.
+                tx.chunk_replies += 1
+                continue
+            reply = yield from dialogue.reply("the reply to BDAT")
+            if not reply.is_positive:
+                yield from _abort(dialogue, tx)
+                raise SmtpCommandError(
+                    SmtpErrorKind.MESSAGE_NOT_ACCEPTED, reply, "BDAT"
+                )
+        return conn.send_bdat(b"", last=True, replies=replies)
     if tx.in_group:
         data_reply = yield from dialogue.reply("the reply to DATA")
     else:
@@ -438,7 +515,11 @@ def _content(dialogue: Dialogue, tx: _Tx, accepted: int) -> Conversation[bytes]:
     if data_reply.code != 354:
         yield from _abort(dialogue, tx)
         raise SmtpCommandError(SmtpErrorKind.MESSAGE_NOT_ACCEPTED, data_reply, "DATA")
-    return conn.send_content(tx.message.data, end=True, replies=replies)
+    if data is not None:
+        return conn.send_content(data, end=True, replies=replies)
+    for chunk in tx.message.chunks():
+        yield Write(conn.send_content(chunk))
+    return conn.send_content(b"", end=True, replies=replies)
 
 
 def _finish(
@@ -450,6 +531,11 @@ def _finish(
 ) -> Conversation[SendResult]:
     """Read the final reply (with LMTP: one per accepted recipient)."""
     verb = "BDAT" if tx.chunked else "DATA"
+    refused_chunk: SmtpReply | None = None
+    for _ in range(tx.chunk_replies):
+        reply = yield from dialogue.reply("the reply to BDAT")
+        if not reply.is_positive and refused_chunk is None:
+            refused_chunk = reply
     finals: list[SmtpReply] = []
     for _ in accepted if dialogue.policy.lmtp else [None]:
         finals.append(
@@ -461,11 +547,12 @@ def _finish(
                 )
             )
         )
-    if not dialogue.policy.lmtp:
-        if not finals[0].is_positive:
+    if refused_chunk is not None or not dialogue.policy.lmtp:
+        refusal = refused_chunk or finals[0]
+        if not refusal.is_positive:
             if tx.chunked:
                 yield from _abort(dialogue, tx)  # RFC 3030 4.2
-            raise SmtpCommandError(SmtpErrorKind.MESSAGE_NOT_ACCEPTED, finals[0], verb)
+            raise SmtpCommandError(SmtpErrorKind.MESSAGE_NOT_ACCEPTED, refusal, verb)
         return SendResult(tx.message.message_id, accepted, rejected, finals[0])
     delivered = [a for a, r in zip(accepted, finals, strict=True) if r.is_positive]
     refused = {a: r for a, r in zip(accepted, finals, strict=True) if not r.is_positive}

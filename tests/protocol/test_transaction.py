@@ -4,8 +4,6 @@ scripted server replies."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from smtpcore.errors import (
@@ -15,16 +13,18 @@ from smtpcore.errors import (
     SmtpErrorKind,
 )
 from smtpcore.protocol.dialogue import Dialogue
-from smtpcore.protocol.transaction import Dsn, SendOptions, SendResult, xtext
+from smtpcore.protocol.transaction import (
+    Dsn,
+    InMemoryMessage,
+    SendOptions,
+    SendResult,
+    xtext,
+)
 from tests.protocol.test_dialogue import GREETING, Played, policy
 
 
-@dataclass(frozen=True)
-class Msg:
-    sender: str
-    recipients: tuple[str, ...]
-    data: bytes
-    message_id: str | None = None
+def Msg(sender: str, recipients: tuple[str, ...], data: bytes) -> InMemoryMessage:
+    return InMemoryMessage(data, sender, recipients, None)
 
 
 def opened(capabilities: list[bytes], *, lmtp: bool = False) -> tuple[Dialogue, Played]:
@@ -38,7 +38,7 @@ def opened(capabilities: list[bytes], *, lmtp: bool = False) -> tuple[Dialogue, 
     return dialogue, played
 
 
-def message(n: int, *recipients: str) -> Msg:
+def message(n: int, *recipients: str) -> InMemoryMessage:
     return Msg("a@x.com", recipients or ("b@x.com",), b"Subject: %d\r\n\r\n.x\r\n" % n)
 
 
