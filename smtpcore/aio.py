@@ -42,6 +42,7 @@ from smtpcore.opening import (
 )
 from smtpcore.protocol.dialogue import Conversation, Dialogue, Read, Write
 from smtpcore.protocol.replies import SmtpReply
+from smtpcore.protocol.saslbase import TokenSource
 from smtpcore.protocol.transaction import Dsn, SendOptions, SendResult
 from smtpcore.tls import Phase, classify, speaks_tls
 from smtpcore.transport import Endpoint
@@ -263,7 +264,8 @@ class AsyncSmtpClient:
     Args:
         session_details: server details and credentials (None for no AUTH).
         timeout, data_timeout, tls_context, starttls, local_hostname,
-        allow_insecure_auth, check_revocation, lmtp: as for ``SmtpClient``.
+        allow_insecure_auth, check_revocation, lmtp, auth_mechanism,
+        oauth_token: as for ``SmtpClient``.
         max_connections: how many sessions :meth:`send_many` may use at
             once (this one and up to ``max_connections - 1`` more, opened on
             demand and kept until :meth:`close`).
@@ -285,6 +287,8 @@ class AsyncSmtpClient:
         allow_insecure_auth: bool = False,
         check_revocation: bool = False,
         lmtp: bool = False,
+        auth_mechanism: str | None = None,
+        oauth_token: TokenSource | None = None,
         max_connections: int = 1,
     ) -> None:
         validate_session_details(session_details)
@@ -306,6 +310,8 @@ class AsyncSmtpClient:
             allow_insecure_auth,
             check_revocation,
             lmtp,
+            auth_mechanism,
+            oauth_token,
         )
         self._max_connections = max_connections
         self._transport: AsyncTransport | None = None
@@ -559,7 +565,9 @@ async def send_email_async(
         options.pop("dsn", None),
         bool(options.pop("require_tls", False)),
     )
-    validate_session_details(session_details)
+    validate_session_details(
+        session_details, password_required=options.get("oauth_token") is None
+    )
     built = await _prepared(message)
     client = session_details._session
     if not isinstance(client, AsyncSmtpClient):

@@ -29,6 +29,7 @@ from smtpcore.opening import (
 )
 from smtpcore.protocol.dialogue import Conversation, Dialogue
 from smtpcore.protocol.replies import SmtpReply
+from smtpcore.protocol.saslbase import TokenSource
 from smtpcore.protocol.transaction import Dsn, SendOptions, SendResult
 from smtpcore.transport import Transport
 from smtpcore.validation import validate_session_details
@@ -63,6 +64,13 @@ class SmtpClient:
             ``tls_context`` (or the system store by default).
         lmtp: speak LMTP (RFC 2033) instead of SMTP: LHLO, and one reply
             per recipient after the content.
+        auth_mechanism: the SASL mechanism to use (e.g. ``"SCRAM-SHA-256"``)
+            instead of the strongest both sides support (SCRAM-SHA-512 >
+            SCRAM-SHA-256 > SCRAM-SHA-1 > NTLM > CRAM-MD5 > PLAIN > LOGIN).
+        oauth_token: an OAuth 2.0 access token, or a callable returning a
+            fresh one (asked again once if the server refuses the token):
+            AUTH then uses OAUTHBEARER or XOAUTH2 only, and
+            ``credentials.password`` may be None.
 
     Raises:
         PropertyNullError, PropertyEmptyError, PropertyValueOutOfRangeError,
@@ -84,8 +92,10 @@ class SmtpClient:
         allow_insecure_auth: bool = False,
         check_revocation: bool = False,
         lmtp: bool = False,
+        auth_mechanism: str | None = None,
+        oauth_token: TokenSource | None = None,
     ) -> None:
-        validate_session_details(session_details)
+        validate_session_details(session_details, password_required=oauth_token is None)
         self._details = session_details
         self._options = ClientOptions(
             timeout,
@@ -96,6 +106,8 @@ class SmtpClient:
             allow_insecure_auth,
             check_revocation,
             lmtp,
+            auth_mechanism,
+            oauth_token,
         )
         self._transport: Transport | None = None
         self._dialogue: Dialogue | None = None

@@ -13,7 +13,8 @@ as they happen only after a certificate failure or with
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Literal
 
 from smtpcore.errors import (
@@ -24,6 +25,7 @@ from smtpcore.errors import (
 )
 from smtpcore.models import BasicEmailSessionDetails
 from smtpcore.protocol.dialogue import SessionPolicy
+from smtpcore.protocol.saslbase import TokenSource
 from smtpcore.protocol.transaction import SendResult
 from smtpcore.tls import (
     CrlUnavailable,
@@ -64,6 +66,8 @@ class ClientOptions:
     allow_insecure_auth: bool = False
     check_revocation: bool = False
     lmtp: bool = False
+    auth_mechanism: str | None = None
+    oauth_token: TokenSource | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.starttls not in ("auto", "required", "never"):
@@ -108,6 +112,12 @@ class ClientOptions:
             timeout=self.timeout,
             data_timeout=self.data_timeout,
             lmtp=self.lmtp,
+            domain=credentials.domain if credentials else None,
+            auth_mechanism=self.auth_mechanism,
+            oauth_token=self.oauth_token,
+            # MS-NLMP 2.2.2.2: FILETIME, 100 ns since 1601; for the rare
+            # NTLM server that sends no timestamp of its own.
+            ntlm_timestamp=time.time_ns() // 100 + 116_444_736_000_000_000,
         )
 
 

@@ -57,7 +57,9 @@ def send_email(
         options.pop("dsn", None),
         bool(options.pop("require_tls", False)),
     )
-    validate_session_details(session_details)
+    validate_session_details(
+        session_details, password_required=options.get("oauth_token") is None
+    )
     built = prepare(message)
     client = session_details._session
     if not isinstance(client, SmtpClient):

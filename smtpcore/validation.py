@@ -155,7 +155,7 @@ def _check_server_details(server: object) -> None:
         raise _wrong_type("server_details.use_ssl", use_ssl, "a bool")
 
 
-def _check_credentials(credentials: object) -> None:
+def _check_credentials(credentials: object, *, password_required: bool) -> None:
     # None means "send without AUTH": the seed's known limitation, lifted.
     if credentials is None:
         return
@@ -167,16 +167,21 @@ def _check_credentials(credentials: object) -> None:
     _check_optional_text(username, "credentials.username")
     # An empty password is allowed: some servers take tokens or accept any
     # password for a known user.  Its value never goes into a message.
-    _require_str(credentials.password, "credentials.password")
-    _check_optional_text(credentials.password, "credentials.password")
+    if password_required or credentials.password is not None:
+        _require_str(credentials.password, "credentials.password")
+        _check_optional_text(credentials.password, "credentials.password")
     _check_optional_text(credentials.domain, "credentials.domain")
 
 
-def validate_session_details(details: BasicEmailSessionDetails | None) -> None:
+def validate_session_details(
+    details: BasicEmailSessionDetails | None, *, password_required: bool = True
+) -> None:
     """Check session details before any connection is opened.
 
     Args:
         details: the details to check.  ``credentials`` may be None.
+        password_required: False when an OAuth token stands in for the
+            password (then ``credentials.password`` may be None).
 
     Raises:
         PropertyNullError: ``details``, ``server_details``, its ``host``, or
@@ -192,7 +197,7 @@ def validate_session_details(details: BasicEmailSessionDetails | None) -> None:
     if not isinstance(details, BasicEmailSessionDetails):
         raise _wrong_type("session_details", details, "a BasicEmailSessionDetails")
     _check_server_details(details.server_details)
-    _check_credentials(details.credentials)
+    _check_credentials(details.credentials, password_required=password_required)
 
 
 # ---- the message ------------------------------------------------------------

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from smtpcore.errors import (
+    ArgumentError,
     EmailSessionError,
     EmailSessionReason,
     SmtpCommandError,
@@ -54,7 +55,14 @@ from smtpcore.protocol.requests import (
     UpgradeTls,
     Write,
 )
-from smtpcore.protocol.sasl import MAX_ROUNDS, choose_mechanism
+from smtpcore.protocol.sasl import (
+    MAX_ROUNDS,
+    OAUTH_PREFERENCE,
+    PREFERENCE,
+    SaslMechanism,
+    TokenSource,
+    choose_mechanism,
+)
 from smtpcore.protocol.state import State
 from smtpcore.protocol.transaction import (
     InMemoryMessage,
@@ -102,6 +110,13 @@ class SessionPolicy:
             (RFC 5321 4.5.3.2.6 suggests 10 minutes).
         lmtp: speak LMTP (RFC 2033): LHLO, and one reply per recipient
             after the content.
+        domain: the credentials' domain (NTLM).
+        auth_mechanism: a SASL mechanism to use instead of the automatic
+            choice (the strongest both sides support).
+        oauth_token: an OAuth 2.0 bearer token, or a callable returning a
+            fresh one: then only OAUTHBEARER / XOAUTH2 are used.
+        ntlm_timestamp: now, in Windows FILETIME units, for NTLMv2 with a
+            server that sends no timestamp (the core has no clock).
     """
 
     host: str
@@ -115,6 +130,10 @@ class SessionPolicy:
     timeout: float = 30.0
     data_timeout: float = 600.0
     lmtp: bool = False
+    domain: str | None = None
+    auth_mechanism: str | None = None
+    oauth_token: TokenSource | None = field(default=None, repr=False)
+    ntlm_timestamp: int | None = None
 
 
 def _ascii_domain(name: str) -> bytes:
@@ -291,16 +310,61 @@ class Dialogue:
         yield from self._hello()
 
     def _authenticate(self) -> Conversation[None]:
+        mechanism = self._mechanism()
+        reply = yield from self._sasl_exchange(mechanism)
+        if not reply.is_positive and self._fresh_token_may_help(mechanism):
+            # RFC 7628 3.2.3: an expired token fails; a callable is asked
+            # again, once.
+            mechanism = self._mechanism()
+            reply = yield from self._sasl_exchange(mechanism)
+        if not reply.is_positive:
+            raise self._auth_error(reply)
+        try:
+            mechanism.complete()
+        except ValueError as exc:
+            # SCRAM: the server accepted us without proving it knows the
+            # password (RFC 5802 9): it may not be the server we think.
+            raise SmtpProtocolError(f"AUTH {mechanism.name.decode()}: {exc}") from exc
+
+    def _mechanism(self) -> SaslMechanism:
         policy = self.policy
         assert policy.username is not None
         offered = self.conn.extensions.auth_mechanisms
-        mechanism = choose_mechanism(offered, policy.username, policy.password or "")
+        try:
+            mechanism = choose_mechanism(
+                offered,
+                policy.username,
+                policy.password,
+                domain=policy.domain,
+                oauth_token=policy.oauth_token,
+                mechanism=policy.auth_mechanism,
+                host=policy.host,
+                port=policy.port,
+                ntlm_timestamp=policy.ntlm_timestamp,
+            )
+        except ValueError as exc:
+            # The credentials cannot be put into any usable mechanism (e.g.
+            # SASLprep refuses them): nothing secret has been sent.
+            raise ArgumentError("credentials", str(exc)) from exc
         if mechanism is None:
             shown = ", ".join(sorted(offered)) or "no AUTH at all"
+            wanted = policy.auth_mechanism or ", ".join(
+                OAUTH_PREFERENCE if policy.oauth_token is not None else PREFERENCE
+            )
             raise self._session_error(
                 EmailSessionReason.NO_COMMON_AUTH_MECHANISM,
-                f"the server offers {shown}; smtpcore can use PLAIN and LOGIN",
+                f"the server offers {shown}; smtpcore would use {wanted}",
             )
+        return mechanism
+
+    def _fresh_token_may_help(self, mechanism: SaslMechanism) -> bool:
+        return callable(self.policy.oauth_token) and mechanism.name in (
+            b"OAUTHBEARER",
+            b"XOAUTH2",
+        )
+
+    def _sasl_exchange(self, mechanism: SaslMechanism) -> Conversation[SmtpReply]:
+        """AUTH and its challenges (RFC 4954 4); returns the final reply."""
         reply = yield from self.command(
             Auth(mechanism.name, mechanism.initial_response())
         )
@@ -318,9 +382,7 @@ class Dialogue:
                 yield from self.command(AuthCancel())
                 raise SmtpProtocolError(f"bad AUTH challenge: {exc}") from exc
             reply = yield from self.command(AuthResponse(response))
-        if reply.is_positive:
-            return
-        raise self._auth_error(reply)
+        return reply
 
     def _auth_error(self, reply: SmtpReply) -> EmailSessionError:
         # RFC 4954 6: 535 5.7.8 bad credentials, 454 4.7.0 temporary failure,
