@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -38,11 +39,13 @@ from smtpcore.tls import (
 from smtpcore.transport import Endpoint, address_literal, peer_leaf
 
 __all__ = [
+    "UNTRUSTED_CODES",
     "ClientOptions",
     "StartTlsPolicy",
     "diagnosed",
     "endpoint_of",
     "may_retry",
+    "replaced_by_antivirus",
     "revocation_checking",
     "settle_batch_failure",
 ]
@@ -51,7 +54,7 @@ StartTlsPolicy = Literal["auto", "required", "never"]
 
 # OpenSSL's verify codes for a chain that does not lead to a trusted root:
 # what a certificate re-signed by an intercepting product looks like.
-_UNTRUSTED_CODES = frozenset({18, 19, 20, 21})
+UNTRUSTED_CODES = frozenset({18, 19, 20, 21})
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +189,7 @@ def diagnosed(
     cause = exc.__cause__
     if not (
         isinstance(cause, ssl.SSLCertVerificationError)
-        and cause.verify_code in _UNTRUSTED_CODES
+        and cause.verify_code in UNTRUSTED_CODES
     ):
         return exc
     try:
@@ -196,18 +199,29 @@ def diagnosed(
         return exc
     if issuer is None:
         return exc
-    product = antivirus_product(
-        value for name in ("CN", "O", "OU") for value in issuer.get(name)
-    )
+    fields = [value for name in ("CN", "O", "OU") for value in issuer.get(name)]
+    return replaced_by_antivirus(exc, str(issuer), fields)
+
+
+def replaced_by_antivirus(
+    exc: EmailSessionError, issuer: str, fields: Iterable[str]
+) -> EmailSessionError:
+    """``exc`` itself, or ``CERTIFICATE_REPLACED_BY_ANTIVIRUS`` when the
+    untrusted certificate's issuer (its CN, O and OU ``fields``) names a
+    TLS-intercepting product (:data:`smtpcore.tls.ANTIVIRUS_ISSUER_PATTERNS`).
+    """
+    product = antivirus_product(fields)
     if product is None:
         return exc
-    return EmailSessionError(
+    replaced = EmailSessionError(
         EmailSessionReason.CERTIFICATE_REPLACED_BY_ANTIVIRUS,
         f"the server's certificate was issued by '{issuer}', a root of "
         f"{product}, which intercepts TLS on this machine",
-        host=endpoint.host,
-        port=endpoint.port,
+        host=exc.host,
+        port=exc.port,
     )
+    replaced.__cause__ = exc.__cause__
+    return replaced
 
 
 def revocation_checking(

@@ -29,13 +29,14 @@ from smtpcore.errors import (
     SmtpCommandError,
     SmtpCoreError,
 )
+from smtpcore.opening import UNTRUSTED_CODES, replaced_by_antivirus
 from smtpcore.protocol.dialogue import Dialogue, SessionPolicy
 from smtpcore.protocol.extensions import Extensions
 from smtpcore.protocol.replies import SmtpReply
 from smtpcore.protocol.requests import Conversation
 from smtpcore.protocol.sasl import choose_mechanism
 from smtpcore.protocol.state import State
-from smtpcore.tls import antivirus_product, shared_default_context, unverified_context
+from smtpcore.tls import shared_default_context, unverified_context
 from smtpcore.transport import Endpoint, Transport, address_literal
 from smtpcore.x509 import CertificateParseError, parse_certificate
 
@@ -56,10 +57,6 @@ ChainSource = Literal["verified", "presented", "leaf"]
 # States in which the last EHLO (or HELO) was answered positively and the
 # capabilities on the connection are the server's current ones.
 _GREETED = frozenset({State.READY, State.STARTTLS, State.TLS_UPGRADE, State.AUTH})
-# OpenSSL's verify codes for a chain that does not lead to a trusted root:
-# what a certificate re-signed by an intercepting product looks like (the
-# same set smtpcore.client diagnoses).
-_UNTRUSTED_CODES = frozenset({18, 19, 20, 21})
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,23 +472,12 @@ def _antivirus_diagnosis(
 ) -> EmailSessionError:
     """The same diagnosis a session makes: an untrusted chain whose issuer
     names a TLS-intercepting product was replaced on this machine."""
-    if cause.verify_code not in _UNTRUSTED_CODES or not presented:
+    if cause.verify_code not in UNTRUSTED_CODES or not presented:
         return error
     if not presented.chain:
         return error
     leaf = presented.chain[0]
-    product = antivirus_product(leaf.issuer_identity)
-    if product is None:
-        return error
-    diagnosed = EmailSessionError(
-        EmailSessionReason.CERTIFICATE_REPLACED_BY_ANTIVIRUS,
-        f"the server's certificate was issued by '{leaf.issuer}', a root of "
-        f"{product}, which intercepts TLS on this machine",
-        host=error.host,
-        port=error.port,
-    )
-    diagnosed.__cause__ = cause
-    return diagnosed
+    return replaced_by_antivirus(error, leaf.issuer, leaf.issuer_identity)
 
 
 def probe(
