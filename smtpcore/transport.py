@@ -82,6 +82,10 @@ class Transport:
         self.endpoint = endpoint
         self.context = context
         self.closed = False
+        # settimeout() costs a system call (fcntl) every time, even for the
+        # same value: remember the last one.
+        self._timeout: float | None = None
+        self._poller: select.poll | None = None
 
     @classmethod
     def connect(cls, endpoint: Endpoint, context: ssl.SSLContext) -> Transport:
@@ -146,7 +150,7 @@ class Transport:
         sock = self.sock
         if isinstance(request, Read):
             return self._read(request)
-        sock.settimeout(self.endpoint.timeout)
+        self._set_timeout(self.endpoint.timeout)
         if isinstance(request, Write):
             data = memoryview(request.data)
             for start in range(0, len(data), _WRITE_SIZE):
@@ -160,11 +164,11 @@ class Transport:
     def _read(self, request: Read) -> bytes:
         sock = self.sock
         if request.tls_probe_after is None or self.endpoint.use_ssl:
-            sock.settimeout(request.timeout)
+            self._set_timeout(request.timeout)
             return sock.recv(_READ_SIZE)
         # Leave the probe at least half the timeout, however short it is.
         window = min(request.tls_probe_after, request.timeout / 2)
-        sock.settimeout(window)
+        self._set_timeout(window)
         try:
             return sock.recv(_READ_SIZE)
         except TimeoutError:
@@ -184,8 +188,13 @@ class Transport:
         remaining -= time.monotonic() - started
         if remaining <= 0:
             raise TimeoutError
-        sock.settimeout(remaining)
+        self._set_timeout(remaining)
         return sock.recv(_READ_SIZE)
+
+    def _set_timeout(self, seconds: float) -> None:
+        if seconds != self._timeout:
+            self.sock.settimeout(seconds)
+            self._timeout = seconds
 
     def _classify(self, exc: OSError, request: object) -> EmailSessionError:
         endpoint = self.endpoint
@@ -230,9 +239,10 @@ class Transport:
             return True
         try:
             if hasattr(select, "poll"):
-                poller = select.poll()
-                poller.register(sock, select.POLLIN)
-                return bool(poller.poll(0))
+                if self._poller is None:
+                    self._poller = select.poll()
+                    self._poller.register(sock, select.POLLIN)
+                return bool(self._poller.poll(0))
             readable, _, _ = select.select([sock], [], [], 0)
             return bool(readable)
         except (OSError, ValueError):

@@ -13,6 +13,7 @@ or a ``str`` method: all linear in the length of the input, so a hostile
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -74,6 +75,10 @@ _NOT_LABEL_CHAR = re.compile(r"[^A-Za-z0-9\-\u0080-\U0010ffff]")
 _IPV6_TAG = "ipv6:"
 
 
+# The same few addresses are checked for every message of a session (input
+# check, command, encoding): the checks are pure functions of a str, so a
+# bounded cache turns the repeats into one dictionary lookup.
+@functools.lru_cache(maxsize=4096)
 def mailbox_problem(address: str) -> str | None:
     """Check ``address`` against the RFC 5321 ``Mailbox`` grammar.
 
@@ -147,6 +152,7 @@ def needs_smtputf8(address: str) -> bool:
     return not local.isascii()
 
 
+@functools.lru_cache(maxsize=4096)
 def encode_mailbox(address: str, *, smtputf8: bool) -> bytes:
     """Encode a mailbox for ``MAIL FROM:<...>`` or ``RCPT TO:<...>``.
 

@@ -28,6 +28,11 @@ __all__ = [
 class State(enum.Enum):
     """Where the client is in the SMTP conversation."""
 
+    # Members are singletons compared by identity, so identity hashing is
+    # correct, and it runs in C: Enum.__hash__ is Python code, and these
+    # tables are looked up for every command and reply.
+    __hash__ = object.__hash__
+
     GREETING = "waiting for the server greeting"
     REFUSED = "greeting refused; only QUIT is left"
     HELLO = "greeted; EHLO or HELO needed"
@@ -49,6 +54,8 @@ class State(enum.Enum):
 class Kind(enum.Enum):
     """What a reply answers: the greeting, a command, or the message content."""
 
+    __hash__ = object.__hash__  # see State
+
     GREETING = "greeting"
     EHLO = "EHLO"
     HELO = "HELO"
@@ -68,6 +75,8 @@ class Kind(enum.Enum):
 
 class Outcome(enum.Enum):
     """A reply's class by its first digit (RFC 5321 4.2.1)."""
+
+    __hash__ = object.__hash__  # see State
 
     POSITIVE = 2
     INTERMEDIATE = 3
