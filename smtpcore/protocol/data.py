@@ -27,6 +27,7 @@ __all__ = [
     "check_raw_message",
     "encode_bdat",
     "encode_data",
+    "long_line_start",
 ]
 
 MAX_LINE_OCTETS = 998
@@ -65,7 +66,7 @@ def check_raw_message(data: bytes) -> str | None:
     """
     if b"\0" in data:
         return _NUL_REASON
-    start = _long_line_start(data)
+    start = long_line_start(data)
     if start is None:
         return None
     ends = [i for i in (data.find(b"\r", start), data.find(b"\n", start)) if i >= 0]
@@ -222,7 +223,7 @@ class DataEncoder:
             return
         if self._line_length + first_eol > MAX_LINE_OCTETS:
             self._fail_long_line()
-        if _long_line_start(out, crlf_only=True) is not None:
+        if long_line_start(out, crlf_only=True) is not None:
             self._fail_long_line()
         self._line_length = len(out) - out.rfind(b"\r\n") - 2
 
@@ -246,7 +247,7 @@ def _normalise_line_ends(chunk: bytes) -> bytes:
     return lf_only.replace(b"\n", b"\r\n")
 
 
-def _long_line_start(data: bytes, *, crlf_only: bool = False) -> int | None:
+def long_line_start(data: bytes, *, crlf_only: bool = False) -> int | None:
     """Where the first line of more than MAX_LINE_OCTETS octets starts, or None.
 
     Any run of 999 octets without a line end contains exactly one index that
