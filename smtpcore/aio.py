@@ -25,7 +25,6 @@ from smtpcore.envelope import prepare, prepare_batch, prepare_raw
 from smtpcore.errors import (
     ArgumentError,
     EmailSessionError,
-    EmailSessionReason,
     SmtpCoreError,
     SmtpProtocolError,
 )
@@ -45,7 +44,7 @@ from smtpcore.protocol.replies import SmtpReply
 from smtpcore.protocol.saslbase import TokenSource
 from smtpcore.protocol.transaction import Dsn, SendOptions, SendResult
 from smtpcore.tls import Phase, classify, speaks_tls
-from smtpcore.transport import Endpoint
+from smtpcore.transport import Endpoint, implicit_tls_required, request_failure
 from smtpcore.validation import validate_session_details
 
 __all__ = ["AsyncSmtpClient", "send_email_async"]
@@ -135,7 +134,9 @@ class AsyncTransport:
                 value = await self._execute(request)
             except (OSError, asyncio.TimeoutError) as exc:
                 self.close()
-                raise self._classify(_as_os_error(exc), request) from exc
+                raise request_failure(
+                    _as_os_error(exc), request, self.endpoint
+                ) from exc
             except EmailSessionError:
                 self.close()
                 raise
@@ -165,14 +166,7 @@ class AsyncTransport:
         remaining = request.timeout - window
         endpoint = self.endpoint
         if await asyncio.to_thread(speaks_tls, endpoint.host, endpoint.port, remaining):
-            raise EmailSessionError(
-                EmailSessionReason.SSL_WRAPPED_CONNECTION_REQUIRED,
-                f"no greeting came within {window:g}s, and a TLS handshake on a "
-                "second connection succeeded: this port expects TLS from the first "
-                "byte (implicit TLS)",
-                host=endpoint.host,
-                port=endpoint.port,
-            )
+            raise implicit_tls_required(endpoint, window)
         remaining -= time.monotonic() - started
         if remaining <= 0:
             raise TimeoutError
@@ -201,29 +195,6 @@ class AsyncTransport:
         self.writer._transport = transport  # type: ignore[attr-defined]  # pragma: no cover
         protocol._transport = transport  # pragma: no cover
         protocol._over_ssl = True  # pragma: no cover
-
-    def _classify(self, exc: OSError, request: object) -> EmailSessionError:
-        endpoint = self.endpoint
-        if isinstance(request, Read):
-            phase: Phase = "io"
-            waiting_for, timeout, in_doubt = (
-                request.waiting_for,
-                request.timeout,
-                request.in_doubt,
-            )
-        else:
-            phase = "io" if isinstance(request, Write) else "handshake"
-            waiting_for, timeout, in_doubt = "", endpoint.timeout, False
-        return classify(
-            exc,
-            host=endpoint.host,
-            port=endpoint.port,
-            phase=phase,
-            use_ssl=endpoint.use_ssl,
-            waiting_for=waiting_for,
-            timeout=timeout,
-            in_doubt=in_doubt,
-        )
 
     def close(self) -> None:
         """Close the connection at once.  Never raises."""

@@ -32,7 +32,14 @@ from smtpcore.protocol.dialogue import (
 )
 from smtpcore.tls import Phase, classify, speaks_tls
 
-__all__ = ["Endpoint", "Transport", "address_literal", "peer_leaf"]
+__all__ = [
+    "Endpoint",
+    "Transport",
+    "address_literal",
+    "implicit_tls_required",
+    "peer_leaf",
+    "request_failure",
+]
 
 T = TypeVar("T")
 
@@ -141,7 +148,7 @@ class Transport:
                 value = self._execute(request)
             except OSError as exc:
                 self.close()
-                raise self._classify(exc, request) from exc
+                raise request_failure(exc, request, self.endpoint) from exc
             except EmailSessionError:
                 self.close()
                 raise
@@ -177,14 +184,7 @@ class Transport:
         remaining = request.timeout - window
         endpoint = self.endpoint
         if speaks_tls(endpoint.host, endpoint.port, remaining):
-            raise EmailSessionError(
-                EmailSessionReason.SSL_WRAPPED_CONNECTION_REQUIRED,
-                f"no greeting came within {window:g}s, and a TLS handshake on a "
-                "second connection succeeded: this port expects TLS from the first "
-                "byte (implicit TLS)",
-                host=endpoint.host,
-                port=endpoint.port,
-            )
+            raise implicit_tls_required(endpoint, window)
         remaining -= time.monotonic() - started
         if remaining <= 0:
             raise TimeoutError
@@ -195,29 +195,6 @@ class Transport:
         if seconds != self._timeout:
             self.sock.settimeout(seconds)
             self._timeout = seconds
-
-    def _classify(self, exc: OSError, request: object) -> EmailSessionError:
-        endpoint = self.endpoint
-        if isinstance(request, Read):
-            phase: Phase = "io"
-            waiting_for, timeout, in_doubt = (
-                request.waiting_for,
-                request.timeout,
-                request.in_doubt,
-            )
-        else:
-            phase = "io" if isinstance(request, Write) else "handshake"
-            waiting_for, timeout, in_doubt = "", endpoint.timeout, False
-        return classify(
-            exc,
-            host=endpoint.host,
-            port=endpoint.port,
-            phase=phase,
-            use_ssl=endpoint.use_ssl,
-            waiting_for=waiting_for,
-            timeout=timeout,
-            in_doubt=in_doubt,
-        )
 
     def close(self) -> None:
         """Close the socket.  Never raises."""
@@ -253,6 +230,45 @@ class Transport:
         if isinstance(self.sock, ssl.SSLSocket):
             return self.sock.getpeercert(binary_form=True)
         return None
+
+
+def request_failure(
+    exc: OSError, request: object, endpoint: Endpoint
+) -> EmailSessionError:
+    """Classify a socket or ssl failure while executing ``request``."""
+    if isinstance(request, Read):
+        phase: Phase = "io"
+        waiting_for, timeout, in_doubt = (
+            request.waiting_for,
+            request.timeout,
+            request.in_doubt,
+        )
+    else:
+        phase = "io" if isinstance(request, Write) else "handshake"
+        waiting_for, timeout, in_doubt = "", endpoint.timeout, False
+    return classify(
+        exc,
+        host=endpoint.host,
+        port=endpoint.port,
+        phase=phase,
+        use_ssl=endpoint.use_ssl,
+        waiting_for=waiting_for,
+        timeout=timeout,
+        in_doubt=in_doubt,
+    )
+
+
+def implicit_tls_required(endpoint: Endpoint, window: float) -> EmailSessionError:
+    """The error for a plain connection to a port whose silence turned out
+    to be a TLS server waiting for our ClientHello."""
+    return EmailSessionError(
+        EmailSessionReason.SSL_WRAPPED_CONNECTION_REQUIRED,
+        f"no greeting came within {window:g}s, and a TLS handshake on a "
+        "second connection succeeded: this port expects TLS from the first "
+        "byte (implicit TLS)",
+        host=endpoint.host,
+        port=endpoint.port,
+    )
 
 
 def peer_leaf(
