@@ -1,7 +1,11 @@
-"""The aiosmtpd side of :mod:`smtpcore.testserver`: a recording SMTP
-protocol, its handler (AUTH, refused recipients, PIPELINING) and controller.
+"""The aiosmtpd side of :mod:`smtpcore.testserver`: a recording SMTP (or
+LMTP) protocol with BDAT and RFC 2034 statuses, and its handler (AUTH,
+refused recipients, the EHLO keywords and parameters of
+:class:`ServerFeatures`).
 
-Private to the test server; needs the ``test`` extra.
+Private to the test server; needs the ``test`` extra.  The SASL mechanisms
+live in :mod:`smtpcore._aiosmtpd_ext`, the checks of the extensions in
+:class:`smtpcore.testserver.ServerFeatures`.
 """
 
 from __future__ import annotations
@@ -12,25 +16,37 @@ import email.message
 import email.policy
 import hmac
 import logging
-import socket
-import ssl
+import re
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, AnyStr, Literal
 
-from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from smtpcore._aiosmtpd_ext import SaslMechanisms
+
+if TYPE_CHECKING:  # testserver imports this module; at run time no cycle
+    from smtpcore.testserver import ServerFeatures
 
 TlsMode = Literal["starttls", "implicit", "none"]
 
-# Bounds on every wait, so a broken test fails instead of hanging the suite.
-START_TIMEOUT = 5.0  # server thread up and its start() probe answered
-STOP_TIMEOUT = 5.0  # connections dropped and the server thread joined
-PROBE_TIMEOUT = 1.0  # aiosmtpd's own value for its start() probe
-# Picking a free port, closing it and binding it again races with other
-# processes; a handful of fresh picks makes a collision practically impossible.
-PORT_ATTEMPTS = 3
+# RFC 3030 2: "BDAT" SP chunk-size [ SP end-marker ]; 20 digits exceed any
+# size a test sends, and keep int() away from hostile lengths.
+_BDAT_ARGUMENT = re.compile(r"([0-9]{1,20})(?:\s+(LAST))?", re.IGNORECASE)
+# A BDAT chunk is read in pieces of this size, so that an oversized one is
+# discarded as it arrives instead of being buffered whole.
+_CHUNK_PIECE = 65536
+# RFC 2034 4 / RFC 3463: what the test server adds to a reply that has no
+# enhanced status.  The greeting and the EHLO reply carry none.
+_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
+_REPLY_LINE = re.compile(r"([245])(\d\d)([ -]?)(.*)", re.DOTALL)
+_NO_ENHANCED_AFTER = frozenset({"", "EHLO", "HELO", "LHLO"})
+_SUCCESS_DETAIL = {"MAIL": "1.0", "RCPT": "1.5", "DATA": "6.0", "BDAT": "6.0"}
+# Subjects and details for aiosmtpd's own refusals, by reply code.
+_FAILURE_DETAIL = {500: "5.2", 501: "5.4", 502: "5.1", 503: "5.1", 504: "5.4"}
+_FAILURE_DETAIL |= {530: "7.0", 552: "3.4", 554: "6.0", 555: "5.4"}
 
 # aiosmtpd logs this WARNING on every successful AUTH (its own AUTH code sets
 # the deprecated attribute); unfiltered, it litters the ``demo`` output.
@@ -47,9 +63,14 @@ class ReceivedMessage:
         mail_from: the reverse path from MAIL FROM, without angle brackets.
         rcpt_tos: the accepted forward paths, in RCPT order.
         data: the message content exactly as sent between DATA and the final
-            dot, after aiosmtpd removed the dot-stuffing (RFC 5321 4.5.2).
-        mail_options: the MAIL FROM parameters (aiosmtpd upper-cases them).
+            dot, after aiosmtpd removed the dot-stuffing (RFC 5321 4.5.2);
+            or the BDAT chunks joined (RFC 3030: no dot-stuffing there).
+        mail_options: the MAIL FROM parameters (aiosmtpd upper-cases them;
+            with ``dsn`` only the keywords, as RFC 3461 xtext values are
+            case-sensitive).
         rcpt_options: the parameters of each accepted RCPT TO, in RCPT order.
+            With LMTP, ``rcpt_tos`` and ``rcpt_options`` list only the
+            recipients whose final reply was positive.
         tls: the transaction ran over TLS.
         auth_user: the authenticated login, or None.
     """
@@ -160,6 +181,11 @@ class RecordingEnvelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
         self.rcpt_option_groups: list[tuple[str, ...]] = []
+        # RFC 3030: the BDAT chunks so far; a refused chunk refuses the rest
+        # of the transaction; BODY=BINARYMIME forbids DATA.
+        self.chunks: list[bytes] = []
+        self.chunk_failed = False
+        self.binarymime = False
 
 
 class CommandReader(asyncio.StreamReader):
@@ -220,6 +246,10 @@ class RecordingSMTP(SMTP, CommandReaderProtocol):
         # Lines read inside DATA or AUTH are message content or SASL
         # responses, not commands.
         self._in_payload = False
+        # The verb being answered (RFC 2034 decoration), and the verb and
+        # raw argument of the MAIL or RCPT being parsed.
+        self._verb = ""
+        self._params_of = ("", "")
         self.connection_closed: asyncio.Future[None] = self.loop.create_future()
         self.command_reader.on_line = self._on_line
 
@@ -239,6 +269,7 @@ class RecordingSMTP(SMTP, CommandReaderProtocol):
         elif line.endswith(b"\n"):
             line = line[:-1]
         text = line.decode("utf-8", "surrogateescape")
+        self._verb = text.split(" ", 1)[0].upper()
         command = ReceivedCommand(text, self.tls_active)
         self._handler.recorder.add_command(self._record, command)
 
@@ -262,7 +293,96 @@ class RecordingSMTP(SMTP, CommandReaderProtocol):
     def _create_envelope(self) -> Envelope:
         return RecordingEnvelope()
 
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and self._handler.features.enhancedstatuscodes:
+            await super().push(with_enhanced_status(status, self._verb))
+        else:
+            await super().push(status)
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        self._params_of = ("MAIL", arg or "")
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        self._params_of = ("RCPT", arg or "")
+        await super().smtp_RCPT(arg)
+
+    def _getparams(self, params: Sequence[str]) -> dict[str, str | bool] | None:
+        # aiosmtpd refuses every parameter it does not know with 555 before
+        # any handler hook runs; let through those of our extensions.
+        result = super()._getparams(params)
+        if result is not None:
+            verb, features = self._params_of[0], self._handler.features
+            for name in features.extension_params(verb):
+                result.pop(name, None)
+            binary = result.get("BODY") == "BINARYMIME"
+            if verb == "MAIL" and features.chunking and binary:
+                result.pop("BODY")
+        return result
+
+    def options_as_sent(self, options: list[str]) -> list[str]:
+        """The MAIL or RCPT parameters being handled, values as sent with DSN."""
+        if not self._handler.features.dsn:
+            return options
+        return options_as_sent(options, self._params_of[1])
+
+    async def smtp_BDAT(self, arg: str | None) -> None:
+        """RFC 3030 2: ``BDAT size [LAST]``, then exactly ``size`` octets."""
+        if not self._handler.features.chunking:
+            await self.push('500 Error: command "BDAT" not recognized')
+            return
+        match = _BDAT_ARGUMENT.fullmatch(arg or "")
+        if match is None:
+            # Without a size nobody knows where the chunk ends.
+            await self.push("501 5.5.4 Syntax: BDAT <size> [LAST]")
+            return
+        envelope = self.envelope
+        assert isinstance(envelope, RecordingEnvelope)
+        limit = self.data_size_limit
+        room = limit - sum(map(len, envelope.chunks)) if limit else None
+        # The chunk is read before any refusal: its octets are not commands.
+        chunk = await self._read_chunk(int(match[1]), room)
+        if await self.check_helo_needed() or await self.check_auth_needed("BDAT"):
+            return
+        if not envelope.rcpt_tos or envelope.chunk_failed:
+            await self.push("503 5.5.1 Error: no valid recipients, or BDAT failed")
+            return
+        if chunk is None:
+            envelope.chunk_failed = True
+            await self.push("552 5.3.4 Error: message size exceeds fixed maximum")
+            return
+        envelope.chunks.append(chunk)
+        if match[2] is None:
+            await self.push(f"250 2.0.0 {len(chunk)} octets received")
+            return
+        envelope.content = envelope.original_content = b"".join(envelope.chunks)
+        # The same handling as after DATA's final dot.
+        status = await self._call_handler_hook("DATA")
+        self.envelope = self._create_envelope()  # aiosmtpd's post-DATA state
+        await self.push(status)
+
+    async def _read_chunk(self, size: int, room: int | None) -> bytes | None:
+        """Read exactly ``size`` octets; None (after reading them all) when
+        they do not fit in ``room``."""
+        fits = room is None or size <= room
+        kept = bytearray()
+        remaining = size
+        while remaining:
+            piece = await self._reader.readexactly(min(remaining, _CHUNK_PIECE))
+            remaining -= len(piece)
+            if fits:
+                kept += piece
+        return bytes(kept) if fits else None
+
     async def smtp_DATA(self, arg: str) -> None:
+        envelope = self.envelope
+        if isinstance(envelope, RecordingEnvelope) and (
+            envelope.chunks or envelope.binarymime
+        ):
+            # RFC 3030 2 and 3: no DATA in a BDAT transaction, nor for a
+            # BINARYMIME body.
+            await self.push("503 5.5.1 Error: this transaction must use BDAT")
+            return
         self._in_payload = True
         try:
             await super().smtp_DATA(arg)
@@ -287,8 +407,14 @@ class RecordingSMTP(SMTP, CommandReaderProtocol):
             transport.close()
 
 
-class Handler:
-    """aiosmtpd handler hooks: EHLO keywords, AUTH, refusals, message capture."""
+class RecordingLMTP(LMTP, RecordingSMTP):
+    """The recording protocol speaking LMTP (RFC 2033 4.1): aiosmtpd's LHLO,
+    and HELO and EHLO refused with 500."""
+
+
+class Handler(SaslMechanisms):
+    """aiosmtpd handler hooks: EHLO keywords, AUTH, parameters, refusals,
+    message capture."""
 
     def __init__(
         self,
@@ -296,11 +422,16 @@ class Handler:
         users: Mapping[str, str] | None,
         pipelining: bool,
         refuse_recipients: Collection[str],
+        *,
+        features: ServerFeatures,
+        tokens: Mapping[str, str] | None = None,
+        scram_bad_signature: bool = False,
     ) -> None:
+        super().__init__(users, tokens, scram_bad_signature=scram_bad_signature)
         self.recorder = recorder
-        self.users = dict(users) if users is not None else None
         self.pipelining = pipelining
         self.refuse_recipients = frozenset(refuse_recipients)
+        self.features = features
         # Open connections; touched in the server thread only.
         self.live: set[RecordingSMTP] = set()
 
@@ -315,12 +446,37 @@ class Handler:
         # The five-argument hook replaces aiosmtpd's own bookkeeping.
         session.host_name = hostname
         *head, last = responses
-        if self.users is None:
+        if self.users is None and self.tokens is None:
             head = [r for r in head if not r[4:].upper().startswith("AUTH")]
+        if not self.features.eightbitmime:
+            head = [r for r in head if r[4:].upper() != "8BITMIME"]
         if self.pipelining:
             # RFC 2920: aiosmtpd handles pipelined input but never says so.
             head.append("250-PIPELINING")
+        tls = isinstance(server, RecordingSMTP) and server.tls_active
+        head += [f"250-{name}" for name in self.features.ehlo_keywords(tls=tls)]
         return [*head, last]
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        tls = False
+        if isinstance(server, RecordingSMTP):
+            mail_options, tls = server.options_as_sent(mail_options), server.tls_active
+        problem = self.features.mail_problem(mail_options, tls=tls)
+        if problem is not None:
+            return problem
+        # What aiosmtpd does without this hook.
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        if isinstance(envelope, RecordingEnvelope):
+            envelope.binarymime = "BODY=BINARYMIME" in map(str.upper, mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self,
@@ -332,6 +488,11 @@ class Handler:
     ) -> str:
         if address in self.refuse_recipients:
             return f"550 5.1.1 <{address}>: Recipient address rejected"
+        if isinstance(server, RecordingSMTP):
+            rcpt_options = server.options_as_sent(rcpt_options)
+        problem = self.features.rcpt_problem(rcpt_options)
+        if problem is not None:
+            return problem
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         if isinstance(envelope, RecordingEnvelope):
@@ -349,19 +510,29 @@ class Handler:
             if isinstance(envelope, RecordingEnvelope)
             else []
         )
+        recipients = list(zip(envelope.rcpt_tos, groups, strict=True))
+        replies = ["250 OK"]
+        if self.features.lmtp:
+            # RFC 2033 4.2: one reply per accepted recipient; the message is
+            # delivered to those with a positive one.
+            replies = self.features.lmtp_replies(envelope.rcpt_tos)
+            recipients = [
+                r for r, s in zip(recipients, replies, strict=True) if s[0] == "2"
+            ]
         auth_data: object = session.auth_data
-        self.recorder.add_message(
-            ReceivedMessage(
-                mail_from=envelope.mail_from,
-                rcpt_tos=tuple(envelope.rcpt_tos),
-                data=envelope.original_content,
-                mail_options=tuple(envelope.mail_options),
-                rcpt_options=tuple(groups),
-                tls=server.tls_active,
-                auth_user=auth_data if isinstance(auth_data, str) else None,
+        if recipients:
+            self.recorder.add_message(
+                ReceivedMessage(
+                    mail_from=envelope.mail_from,
+                    rcpt_tos=tuple(rcpt for rcpt, _ in recipients),
+                    data=envelope.original_content,
+                    mail_options=tuple(envelope.mail_options),
+                    rcpt_options=tuple(options for _, options in recipients),
+                    tls=server.tls_active,
+                    auth_user=auth_data if isinstance(auth_data, str) else None,
+                )
             )
-        )
-        return "250 OK"
+        return "\r\n".join(replies)
 
     def authenticate(
         self,
@@ -387,65 +558,54 @@ class Handler:
         return AuthResult(success=True, auth_data=login)
 
 
-class RecordingController(Controller):
-    """aiosmtpd's threaded controller with our protocol and a known probe."""
+def options_as_sent(options: Sequence[str], raw: str) -> list[str]:
+    """Give aiosmtpd's upper-cased parameters back the values the client
+    wrote (RFC 3461 4: xtext values are case-sensitive).
 
-    def __init__(self, handler: Handler, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
-        self._recording_handler = handler
-        self.loop.set_exception_handler(quiet_client_failures)
+    Args:
+        options: the parameters as aiosmtpd split and upper-cased them.
+        raw: the command's argument as received (``FROM:<a@b> ret=hdrs``).
 
-    def factory(self) -> RecordingSMTP:
-        return RecordingSMTP(self._recording_handler, **self.SMTP_kwargs)
-
-    def _trigger_server(self) -> None:
-        # aiosmtpd's start() connects once to make sure factory() works.  Bind
-        # first so the probe's address is known before the server can accept
-        # it: that makes excluding it from the counts exact, not timing-based.
-        host = self.hostname
-        with socket.socket(address_family(host), socket.SOCK_STREAM) as sock:
-            sock.settimeout(PROBE_TIMEOUT)
-            sock.bind((host, 0))
-            address = sock.getsockname()
-            self._recording_handler.recorder.probe_address = (address[0], address[1])
-            sock.connect((host, self.port))
-            if self.ssl_context is None:
-                sock.recv(1024)
-                return
-            # The probe only checks that the server answers; verifying the
-            # certificate is what the tests themselves do.
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            with context.wrap_socket(sock) as tls_sock:
-                tls_sock.recv(1024)
-
-    def stop(self, no_assert: bool = False) -> None:
-        # aiosmtpd joins its thread without a timeout.
-        self.loop.call_soon_threadsafe(self.cancel_tasks)
-        thread = self._thread
-        if thread is not None:
-            thread.join(STOP_TIMEOUT)
-            if thread.is_alive():
-                raise TimeoutError("the SMTP server thread did not stop")
+    Returns:
+        The parameters, keywords upper-cased, values as sent; a parameter
+        that cannot be matched to the raw text stays as aiosmtpd had it.
+    """
+    if not options:
+        return []
+    tokens = raw.split()[-len(options) :]
+    kept: list[str] = []
+    for token, upper in zip(tokens, options, strict=False):
+        key, eq, value = token.partition("=")
+        kept.append(key.upper() + eq + value if token.upper() == upper else upper)
+    return kept + list(options[len(kept) :])
 
 
-def quiet_client_failures(
-    loop: asyncio.AbstractEventLoop, context: dict[str, Any]
-) -> None:
-    # Clients under test are meant to refuse bad certificates and to hang up
-    # abruptly; asyncio would log each such handshake failure as an error.
-    if isinstance(context.get("exception"), OSError):
-        return
-    loop.default_exception_handler(context)
+def with_enhanced_status(text: str, verb: str) -> str:
+    """Give every line of a reply an RFC 3463 status (RFC 2034 4: all
+    replies but the greeting and the answer to EHLO carry one).
 
+    Args:
+        text: the reply, lines separated by CRLF, without the last CRLF.
+        verb: the command it answers ("" for the greeting).
 
-def address_family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def free_port(host: str) -> int:
-    with socket.socket(address_family(host), socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    Returns:
+        The reply with ``class.subject.detail`` after each code that has
+        none: by verb for successes (``2.1.0`` after MAIL, ``2.1.5`` after
+        RCPT, ``2.6.0`` after the content), by code for refusals.
+    """
+    if verb in _NO_ENHANCED_AFTER:
+        return text
+    lines: list[str] = []
+    for line in text.split("\r\n"):
+        match = _REPLY_LINE.fullmatch(line)
+        if match is None or _ENHANCED.match(match[4]):
+            lines.append(line)
+            continue
+        cls, code = match[1], int(match[1] + match[2])
+        if cls == "2":
+            detail = _SUCCESS_DETAIL.get(verb, "0.0")
+        else:
+            detail = _FAILURE_DETAIL.get(code, "0.0")
+        separator = match[3] or " "
+        lines.append(f"{cls}{match[2]}{separator}{cls}.{detail} {match[4]}".rstrip())
+    return "\r\n".join(lines)

@@ -262,7 +262,7 @@ class AsyncSmtpClient:
         oauth_token: TokenSource | None = None,
         max_connections: int = 1,
     ) -> None:
-        validate_session_details(session_details)
+        validate_session_details(session_details, password_required=oauth_token is None)
         if (
             isinstance(max_connections, bool)
             or not isinstance(max_connections, int)

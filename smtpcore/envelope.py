@@ -23,7 +23,7 @@ from smtpcore.mime import (
 )
 from smtpcore.models import EmailMessage
 from smtpcore.protocol.address import mailbox_problem
-from smtpcore.protocol.data import check_raw_message
+from smtpcore.protocol.data import check_raw_message, normalise_line_ends
 from smtpcore.protocol.transaction import SendResult
 from smtpcore.validation import address_refusal, validate_message
 
@@ -151,7 +151,11 @@ def prepare_raw(from_addr: object, to_addrs: object, data: object) -> BuiltMessa
     assert isinstance(from_addr, str) and isinstance(
         data, (bytes, bytearray, memoryview)
     )
-    return BuiltMessage(bytes(data), from_addr, tuple(map(str, recipients)), None)
+    # Normalised now rather than on the wire, so that SIZE (RFC 1870 4:
+    # octets with CR-LF pairs) counts what is sent; no copy when the data
+    # already uses CRLF.
+    content = normalise_line_ends(bytes(data))
+    return BuiltMessage(content, from_addr, tuple(map(str, recipients)), None)
 
 
 def prepare_item(item: object) -> Prepared:

@@ -52,6 +52,11 @@ MAX_LINE_OCTETS = 998
 # encoding.  Values assigned the ordinary way become header objects, which
 # fold themselves under either setting.
 _POLICY = email.policy.SMTP.clone(refold_source="none")
+# RFC 6532: headers in UTF-8, for addresses whose local part is not ASCII.
+# Such a message can only travel in an SMTPUTF8 session (RFC 6531); the
+# transaction refuses it with 553 5.6.7 before MAIL when the server does not
+# offer SMTPUTF8.
+_UTF8_POLICY = _POLICY.clone(utf8=True)
 
 # What str.splitlines() splits at, plus NUL.  CR, LF and NUL would let a value
 # inject headers (RFC 5322 2.2 forbids them in field bodies); the stdlib
@@ -201,7 +206,11 @@ def build_message(
     if priority_headers is None:
         raise ArgumentError("priority", f"Unknown priority {message.priority!r}.")
 
-    msg = StdlibEmailMessage(policy=_POLICY)
+    utf8 = any(
+        not (address.address or "").rpartition("@")[0].isascii()
+        for address in [message.from_, *to, *cc]
+    )
+    msg = StdlibEmailMessage(policy=_UTF8_POLICY if utf8 else _POLICY)
     placeholders: dict[bytes, str] = {}
     sender_mailbox = _header_mailbox(message.from_, "from_")
     _set_address_header(msg, "From", [sender_mailbox])
@@ -249,7 +258,7 @@ def build_message(
     data = msg.as_bytes()
     # Guaranteed for every body by the encodings chosen above; only an
     # addr-spec longer than any valid one can fail here.
-    if not data.isascii():
+    if not utf8 and not data.isascii():
         raise ArgumentError("message", "The built message is not 7-bit clean.")
     _check_line_lengths(data, "message")
 
@@ -441,16 +450,15 @@ def _header_mailbox(address: EmailAddress, where: str) -> Address:
     local, at, domain = addr.rpartition("@")
     if not at:
         local, domain = addr, ""
-    if not local.isascii():
-        raise ArgumentError(
-            f"{where}.address",
-            f"The local part of {addr!r} is not ASCII; such an address can "
-            "only be sent with SMTPUTF8 (RFC 6531), which is not supported "
-            "yet.",
-        )
-    if not domain.isascii():
+    if not domain.isascii() and local.isascii():
+        # Without SMTPUTF8 the domain goes in its A-label form (IDNA); an
+        # address that needs SMTPUTF8 anyway keeps its U-labels (RFC 6532).
         addr = f"{local}@{_a_label_domain(domain, f'{where}.address')}"
     try:
+        if not local.isascii():
+            # The stdlib's addr-spec parser refuses RFC 6532 local parts;
+            # the address itself passed our RFC 6531 grammar already.
+            return Address(display_name=name, username=local, domain=domain)
         return Address(display_name=name, addr_spec=addr)
     except (ValueError, IndexError, AttributeError) as exc:
         # The stdlib's parser raises ValueError for most bad addresses, but

@@ -13,26 +13,154 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import re
+import socket
 import ssl
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import trustme
+from aiosmtpd.controller import Controller
 
 from smtpcore._aiosmtpd import (
-    PORT_ATTEMPTS,
-    START_TIMEOUT,
-    STOP_TIMEOUT,
     Handler,
     ReceivedCommand,
     ReceivedMessage,
     Recorder,
-    RecordingController,
+    RecordingLMTP,
+    RecordingSMTP,
     TlsMode,
-    free_port,
 )
+from smtpcore._aiosmtpd_ext import SASL_MECHANISMS
 
-__all__ = ["LocalSmtpServer", "ReceivedCommand", "ReceivedMessage", "TlsMode"]
+__all__ = [
+    "SASL_MECHANISMS",
+    "LocalSmtpServer",
+    "ReceivedCommand",
+    "ReceivedMessage",
+    "TlsMode",
+]
+
+# Bounds on every wait, so a broken test fails instead of hanging the suite.
+START_TIMEOUT = 5.0  # server thread up and its start() probe answered
+STOP_TIMEOUT = 5.0  # connections dropped and the server thread joined
+PROBE_TIMEOUT = 1.0  # aiosmtpd's own value for its start() probe
+# Picking a free port, closing it and binding it again races with other
+# processes; a handful of fresh picks makes a collision practically impossible.
+PORT_ATTEMPTS = 3
+# RFC 3461 4: xtext = *( xchar / hexchar ); xchar is "!".."~" but "+", "=".
+_XTEXT = re.compile(r"(?:[!-*,-<>-~]|\+[0-9A-F]{2})*")
+# RFC 3461 4.2: ORCPT=addr-type ";" xtext; addr-type is an RFC 5322 atom.
+_ORCPT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+;(.+)")
+_NOTIFY_ANY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFeatures:
+    """The optional ESMTP behaviour of a test server, and the checks of the
+    parameters it accepts: all off but 8BITMIME, which aiosmtpd offers by
+    default.  The fields are the :class:`LocalSmtpServer` options of the
+    same names.
+    """
+
+    chunking: bool = False
+    dsn: bool = False
+    smtputf8: bool = False
+    eightbitmime: bool = True
+    requiretls: bool = False
+    enhancedstatuscodes: bool = False
+    lmtp: bool = False
+    lmtp_refuse_after_data: frozenset[str] = frozenset()
+
+    def ehlo_keywords(self, *, tls: bool) -> list[str]:
+        """The keywords to add to aiosmtpd's EHLO reply on a session that
+        is (``tls``) or is not on TLS."""
+        keywords: list[str] = []
+        if self.chunking:
+            keywords += ["CHUNKING", "BINARYMIME"]
+        if self.dsn:
+            keywords.append("DSN")
+        if self.enhancedstatuscodes:
+            keywords.append("ENHANCEDSTATUSCODES")
+        # RFC 8689 only means something on a TLS session; like Exim, the
+        # keyword is offered once TLS is up, never in clear.
+        if self.requiretls and tls:
+            keywords.append("REQUIRETLS")
+        return keywords
+
+    def extension_params(self, verb: str) -> frozenset[str]:
+        """The parameters of ``verb`` (MAIL or RCPT) that aiosmtpd would
+        refuse with 555 and these features accept."""
+        if verb == "MAIL":
+            names = {"RET", "ENVID"} if self.dsn else set()
+            if self.requiretls:
+                names.add("REQUIRETLS")
+            return frozenset(names)
+        return frozenset({"NOTIFY", "ORCPT"} if self.dsn else ())
+
+    def mail_problem(self, options: Sequence[str], *, tls: bool) -> str | None:
+        """Check MAIL FROM parameters (BODY, RET, ENVID, REQUIRETLS).
+
+        Args:
+            options: the parameters, ``KEYWORD[=value]``.
+            tls: the session is on TLS.
+
+        Returns:
+            The reply refusing them, or None to accept them.
+        """
+        for option in options:
+            key, eq, value = option.partition("=")
+            key = key.upper()
+            if key == "BODY" and value.upper() == "8BITMIME" and not self.eightbitmime:
+                return "555 5.5.4 BODY=8BITMIME, but 8BITMIME is not offered"
+            if key == "RET" and value.upper() not in ("FULL", "HDRS"):
+                return "501 5.5.4 RET must be FULL or HDRS (RFC 3461 4.3)"
+            if key == "ENVID" and not (
+                0 < len(value) <= 100 and _XTEXT.fullmatch(value)
+            ):
+                return "501 5.5.4 ENVID must be 1 to 100 octets of xtext"
+            if key == "REQUIRETLS" and eq:
+                return "501 5.5.4 REQUIRETLS takes no value"
+            if key == "REQUIRETLS" and not tls:
+                return "530 5.7.10 REQUIRETLS needs a TLS session"
+        return None
+
+    @staticmethod
+    def rcpt_problem(options: Sequence[str]) -> str | None:
+        """Check RCPT TO parameters (NOTIFY, ORCPT).
+
+        Args:
+            options: the parameters, ``KEYWORD[=value]``.
+
+        Returns:
+            The reply refusing them, or None to accept them.
+        """
+        for option in options:
+            key, _, value = option.partition("=")
+            key = key.upper()
+            if key == "NOTIFY":
+                # RFC 3461 4.1: NEVER alone, or a list of the other three.
+                notify = value.upper().split(",")
+                if notify != ["NEVER"] and not (
+                    set(notify) <= _NOTIFY_ANY and len(set(notify)) == len(notify)
+                ):
+                    return "501 5.5.4 NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY"
+            if key == "ORCPT":
+                match = _ORCPT.fullmatch(value)
+                if match is None or not _XTEXT.fullmatch(match[1]):
+                    return "501 5.5.4 ORCPT must be addr-type;xtext (RFC 3461 4.2)"
+        return None
+
+    def lmtp_replies(self, recipients: Sequence[str]) -> list[str]:
+        """RFC 2033 4.2: one reply per accepted recipient, in RCPT order."""
+        return [
+            f"552 5.2.2 <{rcpt}>: Mailbox full"
+            if rcpt in self.lmtp_refuse_after_data
+            else f"250 2.1.5 <{rcpt}>: Delivered"
+            for rcpt in recipients
+        ]
 
 
 class LocalSmtpServer:
@@ -45,9 +173,10 @@ class LocalSmtpServer:
     Args:
         tls: ``"starttls"`` (plain connect, STARTTLS offered), ``"implicit"``
             (TLS from the first byte), or ``"none"``.
-        users: login -> password accepted by AUTH PLAIN and LOGIN; None offers
-            no AUTH at all.  With ``tls="starttls"`` AUTH is only offered and
-            accepted after STARTTLS.
+        users: login -> password accepted by the password mechanisms; None
+            (and no ``tokens``) offers no AUTH at all.  With
+            ``tls="starttls"`` AUTH is only offered and accepted after
+            STARTTLS.
         require_starttls: with ``tls="starttls"``, refuse everything but EHLO,
             NOOP, STARTTLS and QUIT with 530 until TLS is up (RFC 3207 4).
         pipelining: advertise PIPELINING (RFC 2920).
@@ -63,9 +192,32 @@ class LocalSmtpServer:
             issued by ``ca`` for ``cert_names``: an expired one, one from an
             untrusted or oddly named root, one with a CRL Distribution
             Point.  ``client_context()`` still trusts ``ca`` only.
+        mechanisms: the SASL mechanisms to offer and accept, any of
+            :data:`SASL_MECHANISMS`; default PLAIN and LOGIN.  SCRAM is a
+            real RFC 5802 server (salted keys, the server's proof in a 334
+            before 235), NTLM verifies the NTLMv2 proof, the OAuth ones
+            accept ``tokens[user]`` and answer a wrong token with the JSON
+            error challenge, then 535.
+        tokens: login -> OAuth 2 token for XOAUTH2 and OAUTHBEARER.
+        scram_bad_signature: SCRAM sends a wrong server signature (a server
+            that does not know the password), to test clients.
+        chunking: offer CHUNKING and BINARYMIME (RFC 3030) and take BDAT.
+        dsn: offer DSN (RFC 3461) and take NOTIFY and ORCPT on RCPT, RET
+            and ENVID on MAIL, checking their syntax; parameter values are
+            then recorded as sent.
+        smtputf8: offer SMTPUTF8 (RFC 6531): UTF-8 addresses.
+        eightbitmime: offer 8BITMIME (RFC 6152); off, BODY=8BITMIME gets 555.
+        requiretls: offer REQUIRETLS (RFC 8689) over TLS and take it on MAIL.
+        enhancedstatuscodes: offer ENHANCEDSTATUSCODES (RFC 2034) and give
+            every reply but the greeting and EHLO's an RFC 3463 status.
+        lmtp: speak LMTP (RFC 2033): LHLO, one reply per recipient after
+            the content.
+        lmtp_refuse_after_data: with ``lmtp``, recipients accepted at RCPT
+            whose reply after the content is ``552 5.2.2`` (mailbox full).
 
     Raises:
-        ValueError: ``host`` is not a loopback address.
+        ValueError: ``host`` is not a loopback address, or a mechanism is
+            not one of :data:`SASL_MECHANISMS`.
     """
 
     def __init__(
@@ -81,9 +233,25 @@ class LocalSmtpServer:
         host: str = "127.0.0.1",
         data_size_limit: int = 33554432,
         leaf: trustme.LeafCert | None = None,
+        mechanisms: Sequence[str] | None = None,
+        tokens: Mapping[str, str] | None = None,
+        scram_bad_signature: bool = False,
+        chunking: bool = False,
+        dsn: bool = False,
+        smtputf8: bool = False,
+        eightbitmime: bool = True,
+        requiretls: bool = False,
+        enhancedstatuscodes: bool = False,
+        lmtp: bool = False,
+        lmtp_refuse_after_data: Collection[str] = (),
     ) -> None:
         if host not in ("127.0.0.1", "::1"):
             raise ValueError(f"a test server listens on loopback only, not {host!r}")
+        offered = [name.upper() for name in mechanisms or ("PLAIN", "LOGIN")]
+        unknown = sorted(set(offered) - set(SASL_MECHANISMS))
+        if unknown:
+            raise ValueError(f"no server side for the mechanism(s) {unknown}")
+        self._mechanisms = tuple(offered)
         self.tls: TlsMode = tls
         self.host = host
         self.port = 0
@@ -93,7 +261,25 @@ class LocalSmtpServer:
         self._require_starttls = require_starttls
         self._data_size_limit = data_size_limit
         self._recorder = Recorder()
-        self._handler = Handler(self._recorder, users, pipelining, refuse_recipients)
+        features = ServerFeatures(
+            chunking=chunking,
+            dsn=dsn,
+            smtputf8=smtputf8,
+            eightbitmime=eightbitmime,
+            requiretls=requiretls,
+            enhancedstatuscodes=enhancedstatuscodes,
+            lmtp=lmtp,
+            lmtp_refuse_after_data=frozenset(lmtp_refuse_after_data),
+        )
+        self._handler = Handler(
+            self._recorder,
+            users,
+            pipelining,
+            refuse_recipients,
+            tokens=tokens,
+            features=features,
+            scram_bad_signature=scram_bad_signature,
+        )
         self._controller: RecordingController | None = None
 
     def __enter__(self) -> LocalSmtpServer:
@@ -134,7 +320,8 @@ class LocalSmtpServer:
                 return
 
     def _make_controller(self, port: int) -> RecordingController:
-        no_auth = self._handler.users is None
+        handler = self._handler
+        no_auth = handler.users is None and handler.tokens is None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         leaf = self._leaf or self.ca.issue_cert(*self._cert_names)
         leaf.configure_cert(context)
@@ -153,10 +340,16 @@ class LocalSmtpServer:
             # in clear.
             auth_require_tls=self.tls == "starttls",
             authenticator=self._handler.authenticate,
-            # users=None: no mechanism at all, so AUTH gets 504 5.5.4.
-            auth_exclude_mechanism=("LOGIN", "PLAIN") if no_auth else (),
+            # No users or tokens: no mechanism at all, so AUTH gets 504 5.5.4.
+            # Everything else is excluded, so that exactly these are offered.
+            auth_exclude_mechanism=[
+                name
+                for name in SASL_MECHANISMS
+                if no_auth or name not in self._mechanisms
+            ],
             decode_data=False,
             data_size_limit=self._data_size_limit,
+            enable_SMTPUTF8=handler.features.smtputf8,
         )
 
     def stop(self) -> None:
@@ -265,3 +458,69 @@ class LocalSmtpServer:
         commands are not recorded.
         """
         self._recorder.clear()
+
+
+class RecordingController(Controller):
+    """aiosmtpd's threaded controller with our protocol and a known probe."""
+
+    def __init__(self, handler: Handler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._recording_handler = handler
+        self.loop.set_exception_handler(quiet_client_failures)
+
+    def factory(self) -> RecordingSMTP:
+        handler = self._recording_handler
+        protocol = RecordingLMTP if handler.features.lmtp else RecordingSMTP
+        return protocol(handler, **self.SMTP_kwargs)
+
+    def _trigger_server(self) -> None:
+        # aiosmtpd's start() connects once to make sure factory() works.  Bind
+        # first so the probe's address is known before the server can accept
+        # it: that makes excluding it from the counts exact, not timing-based.
+        host = self.hostname
+        with socket.socket(address_family(host), socket.SOCK_STREAM) as sock:
+            sock.settimeout(PROBE_TIMEOUT)
+            sock.bind((host, 0))
+            address = sock.getsockname()
+            self._recording_handler.recorder.probe_address = (address[0], address[1])
+            sock.connect((host, self.port))
+            if self.ssl_context is None:
+                sock.recv(1024)
+                return
+            # The probe only checks that the server answers; verifying the
+            # certificate is what the tests themselves do.
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            with context.wrap_socket(sock) as tls_sock:
+                tls_sock.recv(1024)
+
+    def stop(self, no_assert: bool = False) -> None:
+        # aiosmtpd joins its thread without a timeout.
+        self.loop.call_soon_threadsafe(self.cancel_tasks)
+        thread = self._thread
+        if thread is not None:
+            thread.join(STOP_TIMEOUT)
+            if thread.is_alive():
+                raise TimeoutError("the SMTP server thread did not stop")
+
+
+def quiet_client_failures(
+    loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+) -> None:
+    # Clients under test are meant to refuse bad certificates and to hang up
+    # abruptly; asyncio would log each such handshake failure as an error.
+    if isinstance(context.get("exception"), OSError):
+        return
+    loop.default_exception_handler(context)
+
+
+def address_family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def free_port(host: str) -> int:
+    with socket.socket(address_family(host), socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -28,6 +28,7 @@ __all__ = [
     "encode_bdat",
     "encode_data",
     "long_line_start",
+    "normalise_line_ends",
 ]
 
 MAX_LINE_OCTETS = 998
@@ -92,7 +93,7 @@ def encode_bdat(data: bytes) -> bytes:
     problem = check_raw_message(data)
     if problem is not None:
         raise ValueError(f"message content {problem}")
-    return _normalise_line_ends(data)
+    return normalise_line_ends(data)
 
 
 def encode_data(data: bytes) -> bytes:
@@ -169,7 +170,7 @@ class DataEncoder:
             self._held_cr = True
             if not chunk:
                 return b""
-        out = _normalise_line_ends(chunk)
+        out = normalise_line_ends(chunk)
         self._check_line_lengths(out)
         # RFC 5321 4.5.2: a line that starts with "." gets one more.  The
         # first line has no CRLF before it, so it is handled apart.
@@ -232,7 +233,7 @@ class DataEncoder:
         raise ValueError(f"message content {_LONG_REASON}")
 
 
-def _normalise_line_ends(chunk: bytes) -> bytes:
+def normalise_line_ends(chunk: bytes) -> bytes:
     """Turn every CRLF, bare CR and bare LF into one CRLF (RFC 5321 2.3.8)."""
     if b"\r" not in chunk:
         return chunk.replace(b"\n", b"\r\n")
