@@ -15,16 +15,12 @@ from smtpcore.errors import (
     PropertyNullError,
     SmtpCoreError,
 )
-from smtpcore.mime import (
-    BuiltMessage,
-    Prepared,
-    build_message,
-    prepare_stdlib_message,
-)
+from smtpcore.mime import BuiltMessage, Prepared, build_message
 from smtpcore.models import EmailMessage
 from smtpcore.protocol.address import mailbox_problem
 from smtpcore.protocol.data import check_raw_message, normalise_line_ends
 from smtpcore.protocol.transaction import SendResult
+from smtpcore.stdlibmsg import prepare_stdlib_message
 from smtpcore.validation import address_refusal, validate_message
 
 __all__ = [

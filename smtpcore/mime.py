@@ -11,7 +11,6 @@ bytes plus the envelope.  Dot-stuffing and the DATA terminator belong to
 from __future__ import annotations
 
 import base64
-import copy
 import email.policy
 import email.utils
 import mimetypes
@@ -19,13 +18,12 @@ import os
 import re
 import secrets
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage as StdlibEmailMessage
 from email.message import Message
-from email.policy import EmailPolicy
 
 from smtpcore.errors import ArgumentError
 from smtpcore.mimestream import StreamedMessage, split_skeleton, streamed_size
@@ -39,7 +37,14 @@ from smtpcore.models import (
 from smtpcore.protocol.data import long_line_start
 from smtpcore.protocol.transaction import InMemoryMessage
 
-__all__ = ["MAX_LINE_OCTETS", "BuiltMessage", "build_message", "prepare_stdlib_message"]
+__all__ = [
+    "MAX_LINE_OCTETS",
+    "BuiltMessage",
+    "Prepared",
+    "build_message",
+    "check_line_lengths",
+    "dedupe_addresses",
+]
 
 # RFC 5322 2.1.1 / RFC 5321 4.5.3.1.6: a line is at most 998 octets plus CRLF.
 MAX_LINE_OCTETS = 998
@@ -260,7 +265,7 @@ def build_message(
     # addr-spec longer than any valid one can fail here.
     if not utf8 and not data.isascii():
         raise ArgumentError("message", "The built message is not 7-bit clean.")
-    _check_line_lengths(data, "message")
+    check_line_lengths(data, "message")
 
     sender = _address_text(message.from_, "from_")
     envelope = [
@@ -271,9 +276,13 @@ def build_message(
     if placeholders:
         segments = split_skeleton(data, placeholders)
         return StreamedMessage(
-            sender, _dedupe(envelope), message_id, segments, streamed_size(segments)
+            sender,
+            dedupe_addresses(envelope),
+            message_id,
+            segments,
+            streamed_size(segments),
         )
-    return BuiltMessage(data, sender, _dedupe(envelope), message_id)
+    return BuiltMessage(data, sender, dedupe_addresses(envelope), message_id)
 
 
 def _aware(date: datetime | None) -> datetime:
@@ -521,7 +530,7 @@ def _msgid_domain(domain: str) -> str:
     return "localhost"
 
 
-def _dedupe(addresses: Iterable[str]) -> tuple[str, ...]:
+def dedupe_addresses(addresses: Iterable[str]) -> tuple[str, ...]:
     # RFC 5321 2.4: the local part may be case-sensitive, the domain is not.
     # The first spelling wins.
     seen: set[str] = set()
@@ -535,7 +544,7 @@ def _dedupe(addresses: Iterable[str]) -> tuple[str, ...]:
     return tuple(unique)
 
 
-def _check_line_lengths(data: bytes, where: str) -> None:
+def check_line_lengths(data: bytes, where: str) -> None:
     # Linear in the size whatever the line lengths (a regex such as
     # [^\r\n]{999} costs seconds on a message of a few MB).
     start = long_line_start(data)
@@ -547,111 +556,3 @@ def _check_line_lengths(data: bytes, where: str) -> None:
             "octets, which SMTP does not allow (RFC 5321 4.5.3.1.6); encode "
             "the part with quoted-printable or base64.",
         )
-
-
-# --------------------------------------------------------------------------
-# A stdlib message, sent as given.
-# --------------------------------------------------------------------------
-
-
-def prepare_stdlib_message(
-    msg: Message,
-    *,
-    from_addr: str | None = None,
-    to_addrs: Sequence[str] | None = None,
-) -> BuiltMessage:
-    """Prepare a stdlib message for sending, like ``smtplib.send_message``.
-
-    The envelope sender is ``from_addr`` or else the first address of the
-    Sender header or else of From; the recipients are ``to_addrs`` or else
-    every address in To, Cc and Bcc.  When the message has a Resent-Date
-    header these are Resent-Sender, Resent-From, Resent-To, Resent-Cc and
-    Resent-Bcc instead (RFC 5322 3.6.6).  Bcc and Resent-Bcc are left out of
-    the bytes; ``msg`` itself is not changed.  No Message-ID is added.
-
-    An ``EmailPolicy`` message is written with ``email.policy.SMTP``; a
-    ``compat32`` one (``email.mime``, maybe holding ``email.header.Header``
-    objects, which ``EmailPolicy`` cannot fold) with its own policy and CRLF,
-    as smtplib does.
-
-    Args:
-        msg: the message.
-        from_addr: the envelope sender; None to take it from the headers.
-        to_addrs: the envelope recipients; None to take them from the
-            headers.  A single string is one recipient.
-
-    Returns:
-        The bytes, the envelope (recipients de-duplicated as in
-        :func:`build_message`) and the Message-ID header's value or None.
-
-    Raises:
-        ArgumentError: (a ``ValueError``) the message has more than one
-            Resent- block, no sender can be found, or a line of the result
-            is longer than 998 octets (e.g. a part set with ``cte="8bit"``
-            or ``"7bit"`` and a long line).
-    """
-    resent = msg.get_all("Resent-Date")
-    if resent is None:
-        prefix = ""
-    elif len(resent) == 1:
-        prefix = "Resent-"
-    else:
-        # smtplib refuses this too: with several blocks the fields of the
-        # most recent one cannot be told apart reliably.
-        raise ArgumentError(
-            "message", "The message has more than one Resent- header block."
-        )
-
-    if from_addr is None:
-        field = prefix + ("Sender" if prefix + "Sender" in msg else "From")
-        sender = _first_address(msg, field)
-    else:
-        sender = from_addr
-
-    if to_addrs is None:
-        values = [
-            str(value)
-            for name in ("To", "Cc", "Bcc")
-            for value in msg.get_all(prefix + name) or ()
-        ]
-        # getaddresses() yields ("", "") for a group such as
-        # "undisclosed-recipients:;" and for what it cannot parse.
-        candidates = [addr for _, addr in email.utils.getaddresses(values) if addr]
-    elif isinstance(to_addrs, str):
-        candidates = [to_addrs]
-    else:
-        candidates = list(to_addrs)
-    # An empty result is returned as is: whether a message without
-    # recipients is an error is the envelope check's decision.
-    recipients = _dedupe(candidates)
-
-    # A shallow copy is enough: deleting a header replaces the copy's header
-    # list instead of editing the list it shares with ``msg``.
-    wire = copy.copy(msg)
-    del wire["Bcc"]
-    del wire["Resent-Bcc"]
-    policy = (
-        email.policy.SMTP
-        if isinstance(msg.policy, EmailPolicy)
-        else msg.policy.clone(linesep="\r\n")
-    )
-    data = wire.as_bytes(policy=policy)
-    _check_line_lengths(data, "message")
-
-    raw_id = msg.get("Message-ID")
-    message_id = None if raw_id is None else str(raw_id).strip() or None
-    return BuiltMessage(data, sender, recipients, message_id)
-
-
-def _first_address(msg: Message, field: str) -> str:
-    value = msg.get(field)
-    if value is None:
-        raise ArgumentError(
-            "from_addr", f"No from_addr was given and the message has no {field}."
-        )
-    pairs = email.utils.getaddresses([str(value)])
-    if not pairs or not pairs[0][1]:
-        raise ArgumentError(
-            "from_addr", f"No address could be read from the {field} header."
-        )
-    return pairs[0][1]

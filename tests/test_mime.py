@@ -27,7 +27,6 @@ from smtpcore.mime import (
     BuiltMessage,
     _msgid_domain,
     build_message,
-    prepare_stdlib_message,
 )
 from smtpcore.models import (
     EmailAddress,
@@ -35,6 +34,7 @@ from smtpcore.models import (
     EmailMessageBodyFormat,
     EmailMessagePriority,
 )
+from smtpcore.stdlibmsg import prepare_stdlib_message
 
 # --------------------------------------------------------------------------
 # Helpers.
