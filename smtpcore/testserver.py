@@ -1,4 +1,4 @@
-"""A local SMTP server for tests, the conformance suite, benchmarks and ``demo``.
+"""A local SMTP server for tests, the conformance suite and ``demo``.
 
 It wraps aiosmtpd (a real, independent SMTP server) with trustme certificates
 and records what clients did on the wire: every command line, every accepted
