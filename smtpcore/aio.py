@@ -83,6 +83,7 @@ class AsyncTransport:
         self.endpoint = endpoint
         self.context = context
         self.closed = False
+        self._deadline = 0.0  # when the reply being read is overdue
 
     @classmethod
     async def connect(
@@ -152,18 +153,31 @@ class AsyncTransport:
                 # Bounded per piece, as in the blocking transport: an upload
                 # that keeps moving is never cut off.
                 await _within(self.writer.drain(), timeout)
+            # Over TLS asyncio drops writes after the peer reset the
+            # connection without drain() raising: look before claiming the
+            # bytes went out (else a lost upload would read as "sent").
+            await asyncio.sleep(0)
+            if self.writer.transport.is_closing() or self.reader.at_eof():
+                raise ConnectionResetError("the server closed the connection")
             return None
         await self._start_tls()
         return None
 
     async def _read(self, request: Read) -> bytes:
+        # As in Transport._read: the timeout bounds the whole reply.
+        now = time.monotonic()
+        if not request.continues:
+            self._deadline = now + request.timeout
+        if now >= self._deadline:
+            raise TimeoutError
+        timeout = self._deadline - now
         if request.tls_probe_after is None or self.endpoint.use_ssl:
-            return await _within(self.reader.read(_READ_SIZE), request.timeout)
-        window = min(request.tls_probe_after, request.timeout / 2)
+            return await _within(self.reader.read(_READ_SIZE), timeout)
+        window = min(request.tls_probe_after, timeout / 2)
         with contextlib.suppress(asyncio.TimeoutError):
             return await _within(self.reader.read(_READ_SIZE), window)
         started = time.monotonic()
-        remaining = request.timeout - window
+        remaining = timeout - window
         endpoint = self.endpoint
         if await asyncio.to_thread(speaks_tls, endpoint.host, endpoint.port, remaining):
             raise implicit_tls_required(endpoint, window)
@@ -175,22 +189,31 @@ class AsyncTransport:
     async def _start_tls(self) -> None:
         endpoint = self.endpoint
         if sys.version_info >= (3, 11):
-            await self.writer.start_tls(
-                self.context,
-                server_hostname=endpoint.host,
-                ssl_handshake_timeout=endpoint.timeout,
+            # Our own deadline, so that a silent handshake is a timeout (the
+            # loop's ssl_handshake_timeout would abort the connection, which
+            # reads as a lost connection); the loop's is only a backstop.
+            await _within(
+                self.writer.start_tls(
+                    self.context,
+                    server_hostname=endpoint.host,
+                    ssl_handshake_timeout=endpoint.timeout * 2,
+                ),
+                endpoint.timeout,
             )
             return
         # Python 3.10 has no StreamWriter.start_tls: do what 3.11's does.
         loop = asyncio.get_running_loop()  # pragma: no cover
         protocol: Any = self.writer.transport.get_protocol()  # pragma: no cover
         await self.writer.drain()  # pragma: no cover
-        transport = await loop.start_tls(  # pragma: no cover
-            self.writer.transport,
-            protocol,
-            self.context,
-            server_hostname=endpoint.host,
-            ssl_handshake_timeout=endpoint.timeout,
+        transport = await _within(  # pragma: no cover
+            loop.start_tls(
+                self.writer.transport,
+                protocol,
+                self.context,
+                server_hostname=endpoint.host,
+                ssl_handshake_timeout=endpoint.timeout * 2,
+            ),
+            endpoint.timeout,
         )
         self.writer._transport = transport  # type: ignore[attr-defined]  # pragma: no cover
         protocol._transport = transport  # pragma: no cover

@@ -12,6 +12,7 @@ as they happen only after a certificate failure or with
 
 from __future__ import annotations
 
+import re
 import ssl
 import time
 from collections.abc import Iterable
@@ -52,6 +53,9 @@ __all__ = [
 
 StartTlsPolicy = Literal["auto", "required", "never"]
 
+# One printable token, as commands.Ehlo accepts (non-ASCII is IDNA-encoded).
+_HELLO_NAME = re.compile(r"[^\x00-\x20\x7f]{1,255}")
+
 # OpenSSL's verify codes for a chain that does not lead to a trusted root:
 # what a certificate re-signed by an intercepting product looks like.
 UNTRUSTED_CODES = frozenset({18, 19, 20, 21})
@@ -77,6 +81,14 @@ class ClientOptions:
             raise ArgumentError(
                 "starttls",
                 f"must be 'auto', 'required' or 'never', not {self.starttls!r}",
+            )
+        if self.local_hostname is not None and not _HELLO_NAME.fullmatch(
+            self.local_hostname
+        ):
+            # RFC 5321 4.1.1.1: EHLO takes a domain or an address literal;
+            # refused here rather than after connecting.
+            raise ArgumentError(
+                "local_hostname", "must be one printable token (a domain or [address])"
             )
         for name in ("timeout", "data_timeout"):
             value = getattr(self, name)

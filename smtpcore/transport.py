@@ -92,6 +92,7 @@ class Transport:
         # settimeout() costs a system call (fcntl) every time, even for the
         # same value: remember the last one.
         self._timeout: float | None = None
+        self._deadline = 0.0  # when the reply being read is overdue
         self._poller: select.poll | None = None
 
     @classmethod
@@ -170,18 +171,24 @@ class Transport:
 
     def _read(self, request: Read) -> bytes:
         sock = self.sock
+        now = time.monotonic()
+        if not request.continues:
+            self._deadline = now + request.timeout
+        if now >= self._deadline:
+            raise TimeoutError
+        timeout = self._deadline - now
         if request.tls_probe_after is None or self.endpoint.use_ssl:
-            self._set_timeout(request.timeout)
+            self._set_timeout(timeout)
             return sock.recv(_READ_SIZE)
         # Leave the probe at least half the timeout, however short it is.
-        window = min(request.tls_probe_after, request.timeout / 2)
+        window = min(request.tls_probe_after, timeout / 2)
         self._set_timeout(window)
         try:
             return sock.recv(_READ_SIZE)
         except TimeoutError:
             pass
         started = time.monotonic()
-        remaining = request.timeout - window
+        remaining = timeout - window
         endpoint = self.endpoint
         if speaks_tls(endpoint.host, endpoint.port, remaining):
             raise implicit_tls_required(endpoint, window)

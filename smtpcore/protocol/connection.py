@@ -95,8 +95,15 @@ class ConnectionClosed:
 
 Event = SmtpReply | NeedData | ConnectionClosed
 
+# RFC 5321 4.3.2 and RFC 3207 4: the greeting and STARTTLS succeed with 220
+# and nothing else; a 221 ("closing") or any other 2yz there is a refusal
+# (a 3yz stays what it is: a reply these commands cannot have).
+_ONLY_220 = frozenset({Kind.GREETING, Kind.STARTTLS})
 
-def _outcome(code: int) -> Outcome:
+
+def _outcome(kind: Kind, code: int) -> Outcome:
+    if kind in _ONLY_220 and 200 <= code < 300 and code != 220:
+        return Outcome.NEGATIVE
     if code < 300:
         return Outcome.POSITIVE
     if code < 400:
@@ -303,6 +310,10 @@ class SmtpConnection:
         if not data:
             self._eof = True
             return
+        if self._state is State.TLS_UPGRADE:
+            # RFC 3207 4.2: nothing may arrive between the 220 and the
+            # handshake; plaintext here would be read as if it came over TLS.
+            self._fail("data injected after the STARTTLS 220 reply")
         try:
             self._parser.feed(data)
         except SmtpProtocolError:
@@ -345,7 +356,7 @@ class SmtpConnection:
                 return
             self._fail(f"unsolicited reply {reply}")
         kind = self._pending.popleft()
-        key = (kind, _outcome(reply.code))
+        key = (kind, _outcome(kind, reply.code))
         if key not in REPLY_TRANSITIONS:
             self._fail(f"reply {reply.code} is not a valid answer to {kind.value}")
         if reply.code == 421:
@@ -383,6 +394,8 @@ class SmtpConnection:
         """
         if self._state is not State.TLS_UPGRADE:
             raise LocalProtocolError(f"no TLS upgrade is due: {self._state.value}")
+        if self._parser.buffered:
+            self._fail("data injected after the STARTTLS 220 reply")
         self._parser.clear()
         self._extensions = Extensions.none()
         self._state = State.HELLO

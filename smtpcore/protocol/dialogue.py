@@ -28,6 +28,7 @@ from smtpcore.errors import (
     EmailSessionError,
     EmailSessionReason,
     SmtpCommandError,
+    SmtpCoreError,
     SmtpErrorKind,
     SmtpProtocolError,
 )
@@ -185,6 +186,7 @@ class Dialogue:
     ) -> Conversation[SmtpReply]:
         """Read until one complete reply is parsed (a building block of the
         conversation; :mod:`smtpcore.protocol.transaction` uses it too)."""
+        continues = False
         while True:
             event = self.conn.next_event()
             if isinstance(event, NeedData):
@@ -193,8 +195,10 @@ class Dialogue:
                     waiting_for,
                     in_doubt,
                     tls_probe_after,
+                    continues,
                 )
                 tls_probe_after = None  # something arrived: the port is not TLS
+                continues = True
                 self.conn.receive_data(data or b"")
             elif isinstance(event, ConnectionClosed):
                 raise self._session_error(
@@ -211,7 +215,7 @@ class Dialogue:
                         f"the server is closing the connection ({event}) while we "
                         f"waited for {waiting_for}",
                         reply=event,
-                        in_doubt=in_doubt,
+                        # A 421 is an answer: whatever it answered was refused.
                     )
                 return event
 
@@ -242,9 +246,11 @@ class Dialogue:
                 f"what answers on this port is not an SMTP server ({exc})",
             ) from exc
         self.greeting = greeting
-        if not greeting.is_positive:
-            # RFC 5321 3.1: after a 554 greeting the client sends QUIT.
-            yield from self.quit()
+        if greeting.code != 220:
+            # RFC 5321 4.3.2: 220 is the greeting; after a 554 (or a 221,
+            # "closing") the client sends QUIT, which may well fail too.
+            with contextlib.suppress(SmtpCoreError):
+                yield from self.quit()
             raise SmtpCommandError(
                 SmtpErrorKind.UNEXPECTED_STATUS_CODE, greeting, "greeting"
             )
@@ -296,7 +302,14 @@ class Dialogue:
                 )
             return
         reply = yield from self.command(StartTls())
-        if not reply.is_positive:
+        if reply.code == 221:
+            # A server that answers "closing" ends the session.
+            raise self._session_error(
+                EmailSessionReason.CONNECTION_LOST,
+                f"the server is closing the connection ({reply}) in answer to STARTTLS",
+                reply=reply,
+            )
+        if reply.code != 220:  # RFC 3207 4: "220 Ready to start TLS" only
             if self._tls_required():
                 raise self._session_error(
                     EmailSessionReason.STARTTLS_NOT_AVAILABLE,

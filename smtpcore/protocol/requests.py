@@ -35,12 +35,17 @@ class Read:
             the transport should find out whether the port expects TLS from
             the first byte (a plain client there waits for a greeting that
             never comes) instead of waiting out the whole timeout.
+        continues: more of a reply whose first read came earlier: the
+            timeout bounds the whole reply (a server that sends one octet
+            just inside the timeout must not hold us for ever), so the
+            transport goes on with what is left of the first read's.
     """
 
     timeout: float
     waiting_for: str
     in_doubt: bool = False
     tls_probe_after: float | None = None
+    continues: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,19 +156,6 @@ def after_ehlo_500(verb: str, code: int) -> Behaviour:
     return overriding(ehlo=text(500), **{verb: text(code, verb)})
 
 
-GREETING_BUG = (
-    "bug: a 2xx greeting other than 220 (221: the server is closing) is taken "
-    "as a greeting; RFC 5321 4.3.2 allows only 220 (and 554)"
-)
-STARTTLS_221_BUG = (
-    "bug: any 2xx answer to STARTTLS starts the handshake; RFC 3207 4 answers "
-    "220, and a 221 (closing) should end the session at once"
-)
-QUIT_354_BUG = (
-    "bug: after a refused greeting, a QUIT answered with a reply QUIT cannot "
-    "have raises SmtpProtocolError in place of the greeting's "
-    "SmtpCommandError (Dialogue.quit() only suppresses EmailSessionError)"
-)
 
 EXTRA = "testcases_extra/Certificate Validation/smtp"
 
@@ -257,7 +244,6 @@ CASES: list[EastCase] = [
         "testcases/smtp/others/greeting/221.ron",
         FAILS,
         Behaviour(greeting=b"221 Service closing transmission channel\r\n"),
-        bug=GREETING_BUG,
     ),
     EastCase(
         "testcases/smtp/others/greeting/354.ron",
@@ -335,7 +321,6 @@ CASES: list[EastCase] = [
                 greeting=text(500),
                 override_response=(("QUIT", text(code, "OK")),),
             ),
-            bug=QUIT_354_BUG if code == 354 else None,
         )
         for code in (220, 221, 354, 421, 500, 501, 530)
     ),
@@ -361,7 +346,6 @@ CASES: list[EastCase] = [
         "testcases/smtp/others/starttls/221.ron",
         FAILS_AT_ONCE,
         overriding(starttls=text(221)),
-        bug=STARTTLS_221_BUG,
         no_handshake=True,
     ),
     EastCase(
@@ -399,11 +383,6 @@ def contexts(ca: trustme.CA, certificate: Certificate) -> TlsPair:
     return expired_pair(ca)
 
 
-ASYNC_HANDSHAKE_TIMEOUT_BUG = (
-    "bug: AsyncTransport._start_tls lets asyncio's ssl_handshake_timeout "
-    "fire, whose ConnectionAbortedError is classified CONNECTION_LOST "
-    "instead of CONNECTION_TIMEOUT"
-)
 
 
 def params() -> list[object]:
@@ -413,8 +392,6 @@ def params() -> list[object]:
     for case in CASES:
         for client in ("blocking", "asyncio"):
             bug = case.bug
-            if bug is None and case.silent_handshake and client == "asyncio":
-                bug = ASYNC_HANDSHAKE_TIMEOUT_BUG
             marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
             name = f"{client}-{case.path.rsplit('smtp/', 1)[-1]}"
             result.append(pytest.param(case, client, id=name, marks=marks))

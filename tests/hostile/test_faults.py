@@ -156,11 +156,6 @@ def check_unknown(error: EmailSessionError, unknown: bool) -> None:
     assert ("delivery is unknown" in str(error)) is unknown
 
 
-FINAL_421_BUG = (
-    "bug: a 421 as the final reply is reported with delivery_unknown=True "
-    "(Dialogue._reply passes in_doubt for any 421); the reply came and is a "
-    "refusal, so delivery is known: not delivered (RFC 5321 4.2.5, 3.8)"
-)
 
 
 def fault_params(action: FaultAction) -> list[object]:
@@ -169,11 +164,8 @@ def fault_params(action: FaultAction) -> list[object]:
         if point == "BODY":
             continue  # see test_the_server_hangs_up_in_the_middle_of_the_content
         for client in CLIENTS:
-            marks = []
-            if action == "421" and point == "FINAL":
-                marks = [pytest.mark.xfail(strict=True, reason=FINAL_421_BUG)]
             name = f"{point}-{client}"
-            params.append(pytest.param(point, client, marks=marks, id=name))
+            params.append(pytest.param(point, client, id=name))
     return params
 
 
@@ -242,23 +234,13 @@ def test_the_server_goes_silent(
     assert outcome.elapsed < SHORT * 5
 
 
-ASYNC_TLS_WRITE_BUG = (
-    "bug: over TLS, asyncio drops writes after the peer reset the "
-    "connection and StreamWriter.drain() does not raise, so AsyncTransport "
-    "finishes 'sending' a message the server never got whole and reports "
-    "delivery_unknown=True instead of a lost connection while sending"
-)
 
 
 @pytest.mark.parametrize(
     ("action", "client"),
     [
         ("close", "blocking"),
-        pytest.param(
-            "close",
-            "asyncio",
-            marks=pytest.mark.xfail(strict=True, reason=ASYNC_TLS_WRITE_BUG),
-        ),
+        ("close", "asyncio"),
         ("421", "blocking"),
         ("421", "asyncio"),
     ],
@@ -314,15 +296,8 @@ def test_one_octet_per_second_meets_the_timeout(
     assert outcome.elapsed < 1.0 + SHORT * 3
 
 
-SLOWLORIS_BUG = (
-    "bug: the timeout bounds each read, not the reply: a server that keeps "
-    "sending an octet just inside the timeout holds the client for as long "
-    "as it likes (Transport._read/AsyncTransport._read use request.timeout "
-    "per recv; DESIGN.md: the timeout bounds 'every reply')"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=SLOWLORIS_BUG)
 @pytest.mark.parametrize("client", CLIENTS)
 def test_a_reply_dribbled_inside_the_timeout_is_still_bounded(
     fake: FakeServer, tls: TlsPair, client: str

@@ -314,12 +314,6 @@ def test_line_breaks_in_credentials_are_refused_without_quoting_them(
     assert plain.sessions_now == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: local_hostname is only checked when EHLO is built, after "
-    "connecting (LocalProtocolError); it should be an ArgumentError from the "
-    "SmtpClient constructor (ClientOptions.__post_init__)",
-)
 @pytest.mark.parametrize(
     "hostname", ["client\r\nMAIL FROM:<a@attacker.example>", "client\n", "a b"]
 )

@@ -297,15 +297,7 @@ def test_a_refused_certificate_gets_no_credentials_and_no_mail(
     "client",
     [
         "blocking",
-        pytest.param(
-            "asyncio",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: AsyncTransport._start_tls lets asyncio's "
-                "ssl_handshake_timeout fire, whose ConnectionAbortedError is "
-                "classified CONNECTION_LOST instead of CONNECTION_TIMEOUT",
-            ),
-        ),
+        "asyncio",
     ],
 )
 @pytest.mark.parametrize("policy", REQUIRING_TLS, ids=lambda p: p.name)
@@ -450,12 +442,6 @@ def test_engine_upgrades_on_a_clean_220_fed_octet_by_octet() -> None:
     assert conn.extensions.auth_mechanisms == frozenset({"LOGIN"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SmtpConnection accepts bytes received after the STARTTLS 220 "
-    "(state TLS_UPGRADE) and tls_started() silently discards them instead "
-    "of raising SmtpProtocolError",
-)
 @pytest.mark.parametrize("injected", [b"250 AUTH LOGIN", b"250-example.org\r\n"])
 def test_engine_refuses_plaintext_arriving_after_the_220(injected: bytes) -> None:
     # Fed octet by octet, the 220 is complete (and answered) before the
