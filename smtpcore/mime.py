@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import unicodedata
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -360,6 +361,13 @@ def _attachment_part(
     # EmailMessage.set_content() adds MIME-Version, which RFC 2045 4 wants
     # at the top level only.
     del part["MIME-Version"]
+    if "=?" in filename:
+        # An ASCII name that looks like an RFC 2047 encoded word would be
+        # written as a plain quoted string, which readers decode into
+        # another name: the RFC 2231 form says exactly which octets it is.
+        del part["Content-Disposition"]
+        encoded = urllib.parse.quote(filename, safe="")
+        part.set_raw("Content-Disposition", f"attachment; filename*=utf-8''{encoded}")
     if placeholder is not None:
         # A str payload is written as it is: the placeholder line stands
         # where the base64 body will be streamed.
@@ -390,10 +398,12 @@ def _check_header_text(value: str, where: str, what: str = "value") -> None:
 
 def _set_subject(msg: Message, subject: str) -> None:
     _check_header_text(subject, "subject")
-    if _NEEDS_ENCODED_WORDS.search(subject):
+    if not subject.isascii() or _NEEDS_ENCODED_WORDS.search(subject):
+        # Our own encoded words and folding: the stdlib's folder may fold at
+        # a run of white space between two encoded words, which RFC 2047 6.2
+        # readers then drop; inside our words the white space is encoded.
         msg.set_raw("Subject", _fold("Subject", _encoded_words(subject)))
     else:
-        # The policy encodes non-ASCII text per RFC 2047 and folds at 78.
         msg["Subject"] = subject
 
 

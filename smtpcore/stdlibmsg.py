@@ -5,8 +5,10 @@ from the wire copy, the caller's object untouched."""
 from __future__ import annotations
 
 import copy
+import email.errors
 import email.policy
 import email.utils
+import re
 from collections.abc import Sequence
 from email.message import Message
 from email.policy import EmailPolicy
@@ -53,6 +55,7 @@ def prepare_stdlib_message(
             is longer than 998 octets (e.g. a part set with ``cte="8bit"``
             or ``"7bit"`` and a long line).
     """
+    _check_headers(msg)
     resent = msg.get_all("Resent-Date")
     if resent is None:
         prefix = ""
@@ -98,12 +101,39 @@ def prepare_stdlib_message(
         if isinstance(msg.policy, EmailPolicy)
         else msg.policy.clone(linesep="\r\n")
     )
-    data = wire.as_bytes(policy=policy)
+    try:
+        data = wire.as_bytes(policy=policy)
+    except email.errors.MessageError as exc:
+        # compat32 refuses some values itself (HeaderParseError).
+        raise ArgumentError("message", f"the message cannot be written: {exc}") from exc
     check_line_lengths(data, "message")
 
     raw_id = msg.get("Message-ID")
     message_id = None if raw_id is None else str(raw_id).strip() or None
     return BuiltMessage(data, sender, recipients, message_id)
+
+
+# RFC 5322 3.6.8: field-name = 1*ftext, printable ASCII except ":".
+_FIELD_NAME = re.compile(r"[!-9;-~]+")
+# A CR or LF in a value is only a fold: a line end followed by white space
+# (RFC 5322 2.2.3; a message parsed from a file may fold with a bare LF).
+# Anything else would end the header early (injection, CVE-2024-6923), and
+# NUL is never allowed.
+_BAD_IN_VALUE = re.compile(r"\r(?!\n)|\n(?![ \t])|\x00")
+
+
+def _check_headers(msg: Message) -> None:
+    """Refuse header names and values that would inject lines, in every
+    part, before anything is generated."""
+    for part in msg.walk():
+        for name, value in part.raw_items():
+            if not _FIELD_NAME.fullmatch(name):
+                raise ArgumentError("message", f"invalid header field name {name!r}")
+            if _BAD_IN_VALUE.search(str(value)):
+                raise ArgumentError(
+                    "message",
+                    f"the {name} header contains CR, LF or NUL outside a fold",
+                )
 
 
 def _first_address(msg: Message, field: str) -> str:

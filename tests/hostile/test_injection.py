@@ -350,58 +350,42 @@ def stdlib_with(header: str, value: str, *, legacy: bool) -> email.message.Messa
     return mail
 
 
-STDLIB_BUG = (
-    "bug: stdlibmsg.prepare_stdlib_message() sends header lines as the "
-    "stdlib writes them; a CR/LF in a header value or name that is not a "
-    "fold injects header lines (or breaks the header block) instead of an "
-    "ArgumentError"
-)
-STDLIB_ESCAPE_BUG = (
-    "bug: the stdlib's HeaderParseError ('embedded header') escapes "
-    "envelope.prepare() as a non-smtpcore error instead of ArgumentError"
-)
 STDLIB_HEADERS = [
     pytest.param(
         "Subject",
         "x\r\nBcc: spy@attacker.example",
         True,
         id="compat32-embedded",
-        marks=pytest.mark.xfail(strict=True, reason=STDLIB_ESCAPE_BUG),
     ),
     pytest.param(
         "Subject",
         "x\rY",
         True,
         id="compat32-bare-cr",
-        marks=pytest.mark.xfail(strict=True, reason=STDLIB_BUG),
     ),
     pytest.param(
         "X-Note",
         "x\r\n.\r\nMAIL FROM:<ceo@attacker.example>",
         True,
         id="compat32-dot-line",
-        marks=pytest.mark.xfail(strict=True, reason=STDLIB_BUG),
     ),
     pytest.param(
         "X-A\r\nBcc",
         "spy@attacker.example",
         True,
         id="compat32-in-the-name",
-        marks=pytest.mark.xfail(strict=True, reason=STDLIB_BUG),
     ),
     pytest.param(
         "Subject",
         "x\r\nBcc: spy@attacker.example",
         False,
         id="policy-set_raw",
-        marks=pytest.mark.xfail(strict=True, reason=STDLIB_BUG),
     ),
     pytest.param(
         "Subject",
         "x\nX-Injected: 1",
         False,
         id="policy-set_raw-lf",
-        marks=pytest.mark.xfail(strict=True, reason=STDLIB_BUG),
     ),
 ]
 

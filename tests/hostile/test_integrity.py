@@ -22,11 +22,10 @@ comparison says so instead of the generators avoiding it:
 * an attachment's file name is read from the parsed Content-Disposition
   parameters, not with ``Message.get_filename()``, which strips white space
   and angle brackets from what it decodes;
-* two known bugs are left to their own (xfail) tests instead of failing
-  every run: file names that look like encoded words
-  (:func:`test_a_file_name_that_looks_like_an_encoded_word_keeps_it`), and
-  runs of white space in a non-ASCII subject, which the generated subjects
-  do not have (:func:`test_white_space_runs_in_a_non_ascii_subject_survive`).
+* file names that look like encoded words and runs of white space in a
+  non-ASCII subject have their own tests
+  (:func:`test_a_file_name_that_looks_like_an_encoded_word_keeps_it`,
+  :func:`test_white_space_runs_in_a_non_ascii_subject_survive`).
 
 Example counts: CI runs :data:`EXAMPLES` (200) derandomised (profile
 "ci"); the "big" profile of the root conftest raises every property test
@@ -285,14 +284,6 @@ def test_generated_messages_arrive_intact(
     assert server.connections == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: mime._attachment_part() writes an ASCII file name that "
-    "looks like an RFC 2047 encoded word as a plain quoted string, which "
-    "readers (the stdlib among them) decode into another name; it should "
-    "force the RFC 2231 form (filename*=utf-8''...) as it encodes such text "
-    "in subjects and display names",
-)
 @pytest.mark.parametrize("name", ["=?utf-8?q?invoice?=.pdf", "=?utf-8?b?eA==?="])
 def test_a_file_name_that_looks_like_an_encoded_word_keeps_it(
     server: LocalSmtpServer, folder: Path, name: str
@@ -308,13 +299,6 @@ def test_a_file_name_that_looks_like_an_encoded_word_keeps_it(
     assert file_name(part) == name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: mime._set_subject() leaves a non-ASCII subject to the "
-    "stdlib's folder, which folds at a run of white space between two "
-    "encoded words, where RFC 2047 6.2 readers drop it; it should use "
-    "smtpcore's own _encoded_words()/_fold() for every non-ASCII subject",
-)
 @pytest.mark.parametrize("space", ["  ", " \t", "\t "])
 def test_white_space_runs_in_a_non_ascii_subject_survive(
     server: LocalSmtpServer, space: str
