@@ -151,7 +151,9 @@ def prepare_raw(from_addr: object, to_addrs: object, data: object) -> BuiltMessa
     # octets with CR-LF pairs) counts what is sent; no copy when the data
     # already uses CRLF.
     content = normalise_line_ends(bytes(data))
-    return BuiltMessage(content, from_addr, tuple(map(str, recipients)), None)
+    return BuiltMessage(
+        content, from_addr, tuple(map(str, recipients)), None, checked=True
+    )
 
 
 def prepare_item(item: object) -> Prepared:

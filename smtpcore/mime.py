@@ -283,7 +283,9 @@ def build_message(
             segments,
             streamed_size(segments),
         )
-    return BuiltMessage(data, sender, dedupe_addresses(envelope), message_id)
+    return BuiltMessage(
+        data, sender, dedupe_addresses(envelope), message_id, checked=True
+    )
 
 
 def _aware(date: datetime | None) -> datetime:

@@ -71,6 +71,11 @@ class Outgoing(Protocol):
     @property
     def eight_bit(self) -> bool: ...
     @property
+    def checked(self) -> bool:
+        """Content known to be CRLF, NUL-free, short-lined, each chunk
+        ending with CRLF (see ``SmtpConnection.send_content``)."""
+
+    @property
     def data(self) -> bytes | None:
         """The whole content, or None when it is only available as chunks."""
 
@@ -95,6 +100,10 @@ class InMemoryMessage:
     sender: str
     recipients: tuple[str, ...]
     message_id: str | None
+    # Set only by code that normalised and validated ``data`` (CRLF line
+    # ends, no NUL, lines of at most 998 octets): then only the dots are
+    # stuffed on the way out.
+    checked: bool = False
 
     @property
     def size(self) -> int:
@@ -515,11 +524,12 @@ def _content(dialogue: Dialogue, tx: _Tx, accepted: int) -> Conversation[bytes]:
     if data_reply.code != 354:
         yield from _abort(dialogue, tx)
         raise SmtpCommandError(SmtpErrorKind.MESSAGE_NOT_ACCEPTED, data_reply, "DATA")
+    checked = tx.message.checked
     if data is not None:
-        return conn.send_content(data, end=True, replies=replies)
+        return conn.send_content(data, end=True, replies=replies, checked=checked)
     for chunk in tx.message.chunks():
-        yield Write(conn.send_content(chunk))
-    return conn.send_content(b"", end=True, replies=replies)
+        yield Write(conn.send_content(chunk, checked=checked))
+    return conn.send_content(b"", end=True, replies=replies, checked=checked)
 
 
 def _finish(

@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smtpcore.errors import LocalProtocolError, SmtpProtocolError
 from smtpcore.protocol import (
@@ -419,3 +421,40 @@ def test_oversized_reply_line_fails_while_feeding() -> None:
         for _ in range(1000):
             conn.receive_data(b"x" * 65536)
     assert conn.state is State.ERROR
+
+
+def at_content() -> SmtpConnection:
+    conn = greeted(EHLO_PIPE)
+    conn.send(Mail(b"a@example.com"))
+    conn.send(Rcpt(b"b@example.com"))
+    conn.send(Data())
+    whole(conn, OK + OK + b"354 go\r\n")
+    return conn
+
+
+@given(
+    st.lists(
+        st.binary(max_size=40).map(lambda line: line.translate(None, b"\r\n\0")),
+        max_size=12,
+    ),
+    st.booleans(),
+    st.integers(min_value=1, max_value=4),
+)
+def test_checked_content_is_encoded_like_unchecked(
+    lines: list[bytes], trailing: bool, pieces: int
+) -> None:
+    # The fast path for prepared content must produce exactly the bytes
+    # the full encoder does, in one piece or in line-aligned pieces.
+    data = b"\r\n".join(lines) + (b"\r\n" if trailing and lines else b"")
+    expected = at_content().send_content(data, end=True)
+    conn = at_content()
+    if pieces > 1 and trailing:
+        chunks = [
+            b"\r\n".join(lines[i : i + 3]) + b"\r\n" for i in range(0, len(lines), 3)
+        ]
+        wire = b"".join(conn.send_content(chunk, checked=True) for chunk in chunks)
+        wire += conn.send_content(b"", end=True, checked=True)
+    else:
+        wire = conn.send_content(data, end=True, checked=True)
+    assert wire == expected
+    assert conn.state is State.CONTENT_DONE
