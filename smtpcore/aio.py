@@ -430,10 +430,11 @@ class AsyncSmtpClient:
         allow_partial: bool = False,
         dsn: Dsn | None = None,
         require_tls: bool = False,
+        binary: bool = False,
     ) -> SendResult:
         """Send a prebuilt RFC 5322 message (see :meth:`SmtpClient.send_raw`)."""
         return await self._deliver(
-            prepare_raw(from_addr, to_addrs, data),
+            prepare_raw(from_addr, to_addrs, data, binary=binary),
             SendOptions(allow_partial, dsn, require_tls),
         )
 

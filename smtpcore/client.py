@@ -240,6 +240,7 @@ class SmtpClient:
         allow_partial: bool = False,
         dsn: Dsn | None = None,
         require_tls: bool = False,
+        binary: bool = False,
     ) -> SendResult:
         """Send a prebuilt RFC 5322 message, like ``smtplib.sendmail``.
 
@@ -251,6 +252,10 @@ class SmtpClient:
             to_addrs: one recipient or a sequence of them.
             data: the message bytes.
             allow_partial, dsn, require_tls: as for :meth:`send`.
+            binary: deliver ``data`` octet for octet (NUL, bare CR or LF and
+                long lines allowed) with BODY=BINARYMIME over BDAT; refused
+                before MAIL (554 5.6.3) when the server does not offer
+                CHUNKING and BINARYMIME.
 
         Returns:
             The :class:`SendResult` (``message_id`` is None).
@@ -262,7 +267,9 @@ class SmtpClient:
                 :meth:`send`.
         """
         options = SendOptions(allow_partial, dsn, require_tls)
-        return self._deliver(prepare_raw(from_addr, to_addrs, data), options)
+        return self._deliver(
+            prepare_raw(from_addr, to_addrs, data, binary=binary), options
+        )
 
     def send_many(
         self,

@@ -121,13 +121,18 @@ def prepare(message: object) -> Prepared:
     )
 
 
-def prepare_raw(from_addr: object, to_addrs: object, data: object) -> BuiltMessage:
+def prepare_raw(
+    from_addr: object, to_addrs: object, data: object, *, binary: bool = False
+) -> BuiltMessage:
     """Check a prebuilt message and its envelope (``send_raw``).
 
     Args:
         from_addr: the envelope sender ("" for the null reverse-path).
         to_addrs: one recipient (str) or a sequence of them.
         data: the RFC 5322 message bytes.
+        binary: deliver ``data`` octet for octet (BODY=BINARYMIME over
+            BDAT, RFC 3030): no line-end normalisation and no NUL or line
+            length check; the server must offer CHUNKING and BINARYMIME.
 
     Returns:
         The :class:`~smtpcore.mime.BuiltMessage` (no Message-ID known).
@@ -143,17 +148,18 @@ def prepare_raw(from_addr: object, to_addrs: object, data: object) -> BuiltMessa
     else:
         raise ArgumentError("to_addrs", "recipients must be a str or a list of str")
     check_envelope(from_addr, recipients)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ArgumentError("data", "the message must be bytes")
+    assert isinstance(from_addr, str)
+    envelope = tuple(map(str, recipients))
+    if binary:
+        return BuiltMessage(bytes(data), from_addr, envelope, None, binary=True)
     check_raw_content(data)
-    assert isinstance(from_addr, str) and isinstance(
-        data, (bytes, bytearray, memoryview)
-    )
     # Normalised now rather than on the wire, so that SIZE (RFC 1870 4:
     # octets with CR-LF pairs) counts what is sent; no copy when the data
     # already uses CRLF.
     content = normalise_line_ends(bytes(data))
-    return BuiltMessage(
-        content, from_addr, tuple(map(str, recipients)), None, checked=True
-    )
+    return BuiltMessage(content, from_addr, envelope, None, checked=True)
 
 
 def prepare_item(item: object) -> Prepared:

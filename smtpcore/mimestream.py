@@ -67,6 +67,7 @@ class StreamedMessage:
     data = None  # not in memory: see chunks()
     eight_bit = False  # the skeleton is 7-bit and base64 is ASCII
     checked = True  # the skeleton was checked; base64 lines are 76 octets
+    binary = False
 
     def chunks(self) -> Iterator[bytes]:
         """The content, piece by piece, every piece ending with CRLF."""

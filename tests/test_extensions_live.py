@@ -554,3 +554,25 @@ def test_insecure_auth_when_explicitly_allowed() -> None:
     assert verbs(server.sessions[0])[:2] == ["EHLO", "AUTH"]
     assert server.messages[0].auth_user == "alice"
     assert not server.messages[0].tls
+
+
+def test_binary_send_raw_arrives_octet_for_octet() -> None:
+    data = b"Subject: bin\r\n\r\n\x00\x01 bare LF\n bare CR\r " + b"z" * 1500 + b"\r\n"
+    with LocalSmtpServer(tls="none", chunking=True) as server:
+        with client(server) as smtp:
+            smtp.send_raw(SENDER, [ONE], data, binary=True)
+        assert server.messages[0].data == data
+        assert lines(server)[1:] == [
+            f"MAIL FROM:<{SENDER}> SIZE={len(data)} BODY=BINARYMIME",
+            f"RCPT TO:<{ONE}>",
+            f"BDAT {len(data)} LAST",
+            "QUIT",
+        ]
+
+
+def test_binary_send_raw_is_refused_without_binarymime() -> None:
+    with LocalSmtpServer(tls="none") as server:
+        with client(server) as smtp, pytest.raises(SmtpCommandError) as info:
+            smtp.send_raw(SENDER, [ONE], b"\x00", binary=True)
+        assert info.value.reply.code == 554
+        assert not any(line.startswith("MAIL") for line in lines(server))

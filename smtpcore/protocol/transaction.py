@@ -71,6 +71,10 @@ class Outgoing(Protocol):
     @property
     def eight_bit(self) -> bool: ...
     @property
+    def binary(self) -> bool:
+        """Content to deliver octet for octet (BODY=BINARYMIME, RFC 3030)."""
+
+    @property
     def checked(self) -> bool:
         """Content known to be CRLF, NUL-free, short-lined, each chunk
         ending with CRLF (see ``SmtpConnection.send_content``)."""
@@ -104,6 +108,9 @@ class InMemoryMessage:
     # ends, no NUL, lines of at most 998 octets): then only the dots are
     # stuffed on the way out.
     checked: bool = False
+    # RFC 3030 3: content to deliver octet for octet (NUL, bare CR or LF,
+    # long lines): only BDAT with BODY=BINARYMIME can carry it.
+    binary: bool = False
 
     @property
     def size(self) -> int:
@@ -275,7 +282,18 @@ def _plan(
         )
     utf8 = ext.smtputf8 and any(map(needs_smtputf8, [sender, *recipients]))
     eight_bit = message.eight_bit
-    if eight_bit and not (ext.eightbitmime or utf8):
+    binary = message.binary
+    if binary and not (ext.chunking and ext.binarymime):
+        # RFC 3030 3: binary content only with CHUNKING and BINARYMIME.
+        raise _refusal(
+            SmtpErrorKind.MESSAGE_NOT_ACCEPTED,
+            554,
+            "5.6.3",
+            "binary content, but the server offers no CHUNKING with BINARYMIME",
+            "MAIL FROM",
+            sender,
+        )
+    if eight_bit and not binary and not (ext.eightbitmime or utf8):
         # RFC 6152 3: 8-bit content only to a server that offers 8BITMIME.
         raise _refusal(
             SmtpErrorKind.MESSAGE_NOT_ACCEPTED,
@@ -288,7 +306,9 @@ def _plan(
     params: list[bytes] = []
     if ext.has("SIZE"):
         params.append(b"SIZE=%d" % size)
-    if eight_bit and ext.eightbitmime:
+    if binary:
+        params.append(b"BODY=BINARYMIME")
+    elif eight_bit and ext.eightbitmime:
         params.append(b"BODY=8BITMIME")
     if utf8:
         params.append(b"SMTPUTF8")
@@ -323,7 +343,8 @@ def _plan(
     )
     payload = b""
     if chunked and data is not None:
-        payload = _bdat_payload(data)
+        # Binary content goes exactly as given: the size says where it ends.
+        payload = data if binary else _bdat_payload(data)
     return _Tx(index, message, mail, rcpts, chunked, in_group, payload)
 
 

@@ -288,3 +288,24 @@ def test_broken_connection_mid_batch_leaves_the_rest_unsent() -> None:
     # but no content: not delivered, free to go over a new connection.
     assert info.value.delivery_unknown
     assert results == [None, None]
+
+
+def test_binary_content_goes_octet_for_octet_with_binarymime() -> None:
+    content = b"Subject: b\r\n\r\n\x00bare\nLF\rCR " + b"x" * 1200 + b"\r\n.\r\n"
+    message = InMemoryMessage(content, "a@x.com", ("b@x.com",), None, binary=True)
+    dialogue, played = opened([b"PIPELINING", b"CHUNKING", b"BINARYMIME"])
+    played.chunks = [b"250 ok\r\n250 ok\r\n250 2.0.0 queued\r\n"]
+    played.run(dialogue.send(message))
+    [write] = played.writes
+    assert write.startswith(b"MAIL FROM:<a@x.com> BODY=BINARYMIME\r\n")
+    # The payload is exactly the content: no line-end change, no stuffing.
+    assert write.endswith(b"BDAT %d LAST\r\n" % len(content) + content)
+
+
+@pytest.mark.parametrize("caps", [[b"PIPELINING", b"CHUNKING"], [b"8BITMIME"]])
+def test_binary_content_needs_chunking_and_binarymime(caps: list[bytes]) -> None:
+    message = InMemoryMessage(b"\x00", "a@x.com", ("b@x.com",), None, binary=True)
+    dialogue, played = opened(caps)
+    with pytest.raises(SmtpCommandError) as info:
+        played.run(dialogue.send(message))
+    assert info.value.reply.enhanced_status == "5.6.3" and played.writes == []
