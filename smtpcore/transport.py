@@ -13,6 +13,8 @@ import contextlib
 import select
 import socket
 import ssl
+import struct
+import sys
 import time
 from dataclasses import dataclass
 from typing import TypeVar
@@ -54,6 +56,30 @@ _READ_SIZE = 65536
 _WRITE_SIZE = 65536
 
 
+# SO_RCVTIMEO and SO_SNDTIMEO take a struct timeval; its layout (two native
+# longs) and the EAGAIN on expiry are what Linux documents in socket(7).
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux")
+
+
+def _set_kernel_timeout(
+    sock: socket.socket, option: int, seconds: float | None
+) -> None:
+    """Bound every blocking ``recv`` or ``send`` on ``sock`` (None: no bound)."""
+    if seconds is None:
+        whole, micro = 0, 0  # a zero timeval means "wait for ever"
+    else:
+        whole = int(seconds)
+        # At least a microsecond: zero would mean no bound at all.
+        micro = max(int((seconds - whole) * 1_000_000), 0 if whole else 1)
+    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("@ll", whole, micro))
+
+
+def _kernel_timeout() -> TimeoutError:
+    # A blocking call that SO_RCVTIMEO or SO_SNDTIMEO cut short fails with
+    # EAGAIN, which Python reports as BlockingIOError.
+    return TimeoutError("timed out")
+
+
 def address_literal(sockname: tuple[object, ...]) -> str:
     """The EHLO argument for our end of the socket, as an address literal.
 
@@ -89,11 +115,21 @@ class Transport:
         self.endpoint = endpoint
         self.context = context
         self.closed = False
-        # settimeout() costs a system call (fcntl) every time, even for the
-        # same value: remember the last one.
+        # The wait timeout last set: setting one costs a system call every
+        # time, even for the same value.
         self._timeout: float | None = None
         self._deadline = 0.0  # when the reply being read is overdue
         self._poller: select.poll | None = None
+        # Python bounds a socket with a timeout by calling poll() before
+        # every send and recv.  A plain socket can instead block in the
+        # kernel with SO_RCVTIMEO / SO_SNDTIMEO as the bound: half the
+        # system calls per round trip.  TLS keeps Python's timeouts (the ssl
+        # module needs them to tell a timeout from a handshake that wants
+        # more data).
+        self._kernel_timeouts = _KERNEL_TIMEOUTS and not isinstance(sock, ssl.SSLSocket)
+        if self._kernel_timeouts:
+            sock.settimeout(None)
+            _set_kernel_timeout(sock, socket.SO_SNDTIMEO, endpoint.timeout)
 
     @classmethod
     def connect(cls, endpoint: Endpoint, context: ssl.SSLContext) -> Transport:
@@ -155,36 +191,52 @@ class Transport:
                 raise
 
     def _execute(self, request: object) -> bytes | None:
-        sock = self.sock
-        if isinstance(request, Read):
+        if type(request) is Read:
             return self._read(request)
-        self._set_timeout(self.endpoint.timeout)
-        if isinstance(request, Write):
-            data = memoryview(request.data)
-            for start in range(0, len(data), _WRITE_SIZE):
-                sock.sendall(data[start : start + _WRITE_SIZE])
-        else:
-            self.sock = self.context.wrap_socket(
-                sock, server_hostname=self.endpoint.host
-            )
+        sock = self.sock
+        if not self._kernel_timeouts:
+            self._set_timeout(self.endpoint.timeout)
+        if type(request) is Write:
+            data = request.data
+            try:
+                if len(data) <= _WRITE_SIZE:
+                    sock.sendall(data)
+                    return None
+                view = memoryview(data)
+                for start in range(0, len(view), _WRITE_SIZE):
+                    sock.sendall(view[start : start + _WRITE_SIZE])
+            except BlockingIOError:
+                raise _kernel_timeout() from None
+            return None
+        self._upgrade()
         return None
 
-    def _read(self, request: Read) -> bytes:
+    def _upgrade(self) -> None:
+        """STARTTLS: the handshake, then TLS with Python's own timeouts."""
         sock = self.sock
+        if self._kernel_timeouts:
+            _set_kernel_timeout(sock, socket.SO_SNDTIMEO, None)
+            _set_kernel_timeout(sock, socket.SO_RCVTIMEO, None)
+            self._kernel_timeouts = False
+            self._timeout = None
+            self._set_timeout(self.endpoint.timeout)
+        self.sock = self.context.wrap_socket(sock, server_hostname=self.endpoint.host)
+
+    def _read(self, request: Read) -> bytes:
         now = time.monotonic()
-        if not request.continues:
-            self._deadline = now + request.timeout
-        if now >= self._deadline:
-            raise TimeoutError
-        timeout = self._deadline - now
+        if request.continues:
+            timeout = self._deadline - now
+            if timeout <= 0:
+                raise TimeoutError
+        else:
+            timeout = request.timeout
+            self._deadline = now + timeout
         if request.tls_probe_after is None or self.endpoint.use_ssl:
-            self._set_timeout(timeout)
-            return sock.recv(_READ_SIZE)
+            return self._recv(timeout)
         # Leave the probe at least half the timeout, however short it is.
         window = min(request.tls_probe_after, timeout / 2)
-        self._set_timeout(window)
         try:
-            return sock.recv(_READ_SIZE)
+            return self._recv(window)
         except TimeoutError:
             pass
         started = time.monotonic()
@@ -195,8 +247,27 @@ class Transport:
         remaining -= time.monotonic() - started
         if remaining <= 0:
             raise TimeoutError
-        self._set_timeout(remaining)
-        return sock.recv(_READ_SIZE)
+        return self._recv(remaining)
+
+    def _recv(self, timeout: float) -> bytes:
+        if not self._kernel_timeouts:
+            self._set_timeout(timeout)
+            return self.sock.recv(_READ_SIZE)
+        # The kernel bound stays at the session timeout, so that the final
+        # reply's longer wait (RFC 5321 4.5.3.2.6) costs no setsockopt() per
+        # message: a longer wait is served in several bounded pieces.
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = min(timeout, self.endpoint.timeout)
+            if wait != self._timeout:
+                _set_kernel_timeout(self.sock, socket.SO_RCVTIMEO, wait)
+                self._timeout = wait
+            try:
+                return self.sock.recv(_READ_SIZE)
+            except BlockingIOError:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    raise _kernel_timeout() from None
 
     def _set_timeout(self, seconds: float) -> None:
         if seconds != self._timeout:

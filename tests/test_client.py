@@ -390,6 +390,29 @@ def test_no_reply_after_content_times_out_with_data_timeout() -> None:
     assert not client.is_connected
 
 
+def test_final_reply_later_than_the_command_timeout_is_waited_for() -> None:
+    # The final reply has data_timeout, not the command timeout: a reply
+    # that comes after the latter but well within the former is delivery.
+    def slow_final_reply(conn: RawConnection) -> None:
+        conn.send(b"220 raw.test ESMTP\r\n")
+        for reply in (b"250 raw.test\r\n", b"250 OK\r\n", b"250 OK\r\n"):
+            conn.read_line()
+            conn.send(reply)
+        conn.read_line()
+        conn.send(b"354 go ahead\r\n")
+        conn.contents.append(conn.read_until(b"\r\n.\r\n"))
+        time.sleep(0.8)
+        conn.send(b"250 2.0.0 queued\r\n")
+        conn.read_line()
+        conn.send(b"221 bye\r\n")
+
+    with RawServer(slow_final_reply) as server:
+        with raw_client(server, timeout=0.25, data_timeout=10.0) as client:
+            result = client.send(message("slow queue"))
+        assert len(server.connections[0].contents) == 1
+    assert result.reply.code == 250 and result.reply.enhanced_status == "2.0.0"
+
+
 def test_close_after_content_is_lost_with_delivery_unknown() -> None:
     with RawServer(smtp_script("CONTENT", "close")) as server:
         client = raw_client(server)

@@ -10,6 +10,7 @@ value like ``a@b.com> SIZE=1`` from smuggling parameters through an address.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from dataclasses import dataclass
 from typing import ClassVar
@@ -58,14 +59,21 @@ def _check_path(verb: str, path: bytes, *, allow_empty: bool) -> None:
         if allow_empty:
             return  # RFC 5321 4.5.5: the null reverse-path "<>" for bounces
         raise LocalProtocolError(f"{verb} needs an address")
+    problem = _path_problem(path)
+    if problem is not None:
+        raise LocalProtocolError(f"{verb} address {problem}")
+
+
+# Every MAIL and RCPT is checked, mostly with the same few addresses again.
+@functools.lru_cache(maxsize=4096)
+def _path_problem(path: bytes) -> str | None:
     if _FORBIDDEN.search(path):
-        raise LocalProtocolError(f"{verb} address contains CR, LF or NUL")
+        return "contains CR, LF or NUL"
     try:
         problem = mailbox_problem(path.decode("utf-8"))
     except UnicodeDecodeError:
         problem = "not valid UTF-8"
-    if problem is not None:
-        raise LocalProtocolError(f"{verb} address {path!r} is invalid: {problem}")
+    return None if problem is None else f"{path!r} is invalid: {problem}"
 
 
 def _check_params(verb: str, params: tuple[bytes, ...]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Final
+from typing import Final, NoReturn
 
 from smtpcore.errors import LocalProtocolError, SmtpProtocolError
 from smtpcore.protocol.commands import (
@@ -99,6 +99,8 @@ Event = SmtpReply | NeedData | ConnectionClosed
 # and nothing else; a 221 ("closing") or any other 2yz there is a refusal
 # (a 3yz stays what it is: a reply these commands cannot have).
 _ONLY_220 = frozenset({Kind.GREETING, Kind.STARTTLS})
+# Replies whose success changes what the engine knows (see _learn).
+_LEARNS = frozenset({Kind.EHLO, Kind.LHLO, Kind.HELO, Kind.STARTTLS})
 
 
 def _outcome(kind: Kind, code: int) -> Outcome:
@@ -181,22 +183,17 @@ class SmtpConnection:
                 a reply outstanding that must be waited for, pipelining not
                 offered, or an AUTH response without a 334 to answer.
         """
-        if isinstance(command, Bdat):
+        kind = _KIND_OF.get(type(command))
+        if kind is None:
             raise LocalProtocolError("BDAT goes with its payload: use send_bdat()")
-        kind = _KIND_OF[type(command)]
         target = self._check_send(kind, command.verb)
-        if (
-            kind is Kind.AUTH
-            and self._state is State.AUTH
-            and isinstance(command, Auth)
-        ):
-            raise LocalProtocolError("AUTH is already in progress")
-        if (
-            isinstance(command, (AuthResponse, AuthCancel))
-            and self._state is not State.AUTH
-        ):
-            raise LocalProtocolError("an AUTH response needs a 334 challenge first")
-        if kind is Kind.STARTTLS and self.tls_active:
+        if kind is Kind.AUTH:
+            if isinstance(command, Auth):
+                if self._state is State.AUTH:
+                    raise LocalProtocolError("AUTH is already in progress")
+            elif self._state is not State.AUTH:
+                raise LocalProtocolError("an AUTH response needs a 334 challenge first")
+        elif kind is Kind.STARTTLS and self.tls_active:
             raise LocalProtocolError("TLS is already active")
         data = command.to_bytes()
         self._state = target
@@ -364,34 +361,41 @@ class SmtpConnection:
         return reply
 
     def _on_reply(self, reply: SmtpReply) -> None:
-        if not self._pending:
-            if reply.code == 421:
+        pending = self._pending
+        code = reply.code
+        if not pending:
+            if code == 421:
                 # RFC 5321 3.8: a server may announce shutdown at any time.
                 self._state = State.CLOSED
                 return
             self._fail(f"unsolicited reply {reply}")
-        kind = self._pending.popleft()
-        key = (kind, _outcome(kind, reply.code))
+        kind = pending.popleft()
+        key = (kind, _outcome(kind, code))
         if key not in REPLY_TRANSITIONS:
-            self._fail(f"reply {reply.code} is not a valid answer to {kind.value}")
-        if reply.code == 421:
+            self._fail(f"reply {code} is not a valid answer to {kind.value}")
+        target = REPLY_TRANSITIONS[key]
+        if code == 421:
             # RFC 5321 3.8: 421 means the server is closing the channel.
             self._state = State.CLOSED
-            self._pending.clear()
+            pending.clear()
             return
-        target = REPLY_TRANSITIONS[key]
-        if target is not None and not self._pending:
+        if target is not None and not pending:
             self._state = target
-        if kind in (Kind.EHLO, Kind.LHLO) and reply.is_positive:
+        if kind in _LEARNS and code < 300:
+            self._learn(kind, reply)
+
+    def _learn(self, kind: Kind, reply: SmtpReply) -> None:
+        """What a positive reply to EHLO, LHLO, HELO or STARTTLS teaches."""
+        if kind is Kind.EHLO or kind is Kind.LHLO:
             self._extensions = Extensions.from_ehlo(reply)
-        elif kind is Kind.HELO and reply.is_positive:
+        elif kind is Kind.HELO:
             self._extensions = Extensions.none()
-        elif kind is Kind.STARTTLS and reply.is_positive and self._parser.buffered:
-            # RFC 3207 4.2 / CVE-2011-0411: bytes after the 220 were sent in
-            # clear and would be read as if they came over TLS.
+        elif self._parser.buffered:
+            # STARTTLS.  RFC 3207 4.2 / CVE-2011-0411: bytes after the 220
+            # were sent in clear and would be read as if they came over TLS.
             self._fail("data injected after the STARTTLS 220 reply")
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str) -> NoReturn:
         self._state = State.ERROR
         raise SmtpProtocolError(message)
 

@@ -45,7 +45,7 @@ from smtpcore.protocol.commands import (
     Rset,
     StartTls,
 )
-from smtpcore.protocol.connection import ConnectionClosed, NeedData, SmtpConnection
+from smtpcore.protocol.connection import ConnectionClosed, SmtpConnection
 from smtpcore.protocol.extensions import Extensions
 from smtpcore.protocol.replies import SmtpReply
 from smtpcore.protocol.requests import (
@@ -187,28 +187,11 @@ class Dialogue:
         """Read until one complete reply is parsed (a building block of the
         conversation; :mod:`smtpcore.protocol.transaction` uses it too)."""
         continues = False
+        conn = self.conn
         while True:
-            event = self.conn.next_event()
-            if isinstance(event, NeedData):
-                data = yield Read(
-                    timeout or self.policy.timeout,
-                    waiting_for,
-                    in_doubt,
-                    tls_probe_after,
-                    continues,
-                )
-                tls_probe_after = None  # something arrived: the port is not TLS
-                continues = True
-                self.conn.receive_data(data or b"")
-            elif isinstance(event, ConnectionClosed):
-                raise self._session_error(
-                    EmailSessionReason.CONNECTION_LOST,
-                    "the server closed the connection while we waited for "
-                    + waiting_for,
-                    in_doubt=in_doubt,
-                )
-            else:
-                if event.code == 421 and self.conn.state is State.CLOSED:
+            event = conn.next_event()
+            if type(event) is SmtpReply:
+                if event.code == 421 and conn.state is State.CLOSED:
                     # RFC 5321 3.8: the server is shutting the channel.
                     raise self._session_error(
                         EmailSessionReason.CONNECTION_LOST,
@@ -218,6 +201,23 @@ class Dialogue:
                         # A 421 is an answer: whatever it answered was refused.
                     )
                 return event
+            if isinstance(event, ConnectionClosed):
+                raise self._session_error(
+                    EmailSessionReason.CONNECTION_LOST,
+                    "the server closed the connection while we waited for "
+                    + waiting_for,
+                    in_doubt=in_doubt,
+                )
+            data = yield Read(
+                timeout or self.policy.timeout,
+                waiting_for,
+                in_doubt,
+                tls_probe_after,
+                continues,
+            )
+            tls_probe_after = None  # something arrived: the port is not TLS
+            continues = True
+            conn.receive_data(data or b"")
 
     def command(self, command: Command) -> Conversation[SmtpReply]:
         """Send one command and read its reply."""

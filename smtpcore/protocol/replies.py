@@ -87,6 +87,9 @@ _DIGIT_5 = 0x35
 # caller; "(?: |\Z)" refuses "5.1.1x" and "5.1.1234".
 _ENHANCED_STATUS = re.compile(rb"[245]\.[0-9]{1,3}\.[0-9]{1,3}(?= |\Z)")
 
+# Distinct single-line replies remembered per parser (see ReplyParser._known).
+_KNOWN_MAX = 64
+
 # How much of an offending line an error message shows.
 _SHOW = 80
 
@@ -136,6 +139,7 @@ class ReplyParser:
         "_code",
         "_eof",
         "_error",
+        "_known",
         "_lines",
         "_max_line_length",
         "_max_lines",
@@ -179,6 +183,13 @@ class ReplyParser:
         self._lines: list[bytes] = []
         self._eof = False
         self._error: str | None = None
+        # Single-line replies already parsed, by their exact bytes (line end
+        # included).  A server repeats a handful of lines ("250 2.1.0 Ok",
+        # "354 ...") for every message, so a session mostly looks them up
+        # instead of validating them again.  Replies are immutable; the dict
+        # is emptied when it reaches _KNOWN_MAX, bounding it however varied
+        # the server's texts are.
+        self._known: dict[bytes, SmtpReply] = {}
 
     def _fail(self, message: str) -> SmtpProtocolError:
         """Record ``message`` as the parser's permanent failure and return it."""
@@ -272,6 +283,17 @@ class ReplyParser:
         if self._error is not None:
             raise SmtpProtocolError(self._error)
         buf = self._buf
+        if not self._lines:
+            # At the start of a reply (so at the start of the buffer): a line
+            # seen before needs no parsing.
+            lf = buf.find(b"\n", self._scan)
+            if lf >= 0:
+                known = self._known.get(bytes(buf[: lf + 1]))
+                if known is not None:
+                    del buf[: lf + 1]
+                    self._tail -= lf + 1
+                    self._pos = self._scan = 0
+                    return known
         while True:
             lf = buf.find(b"\n", self._scan)
             if lf < 0:
@@ -338,6 +360,10 @@ class ReplyParser:
                     code, tuple(lines), _enhanced_status(line[0], lines[0])
                 )
                 consumed = self._pos
+                if len(lines) == 1:
+                    if len(self._known) >= _KNOWN_MAX:
+                        self._known.clear()
+                    self._known[bytes(buf[:consumed])] = reply
                 del buf[:consumed]
                 self._tail -= consumed
                 self._pos = self._scan = 0

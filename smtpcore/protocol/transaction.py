@@ -23,6 +23,7 @@ The RFC points that decide behaviour here:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -63,6 +64,9 @@ __all__ = [
 ]
 
 
+_DATA = Data()
+
+
 def _refusal(
     kind: SmtpErrorKind,
     code: int,
@@ -84,7 +88,7 @@ class _Tx:
     index: int
     message: Outgoing
     mail: Mail
-    rcpts: list[Rcpt]
+    rcpts: tuple[Rcpt, ...]
     chunked: bool  # BDAT instead of DATA (RFC 3030)
     in_group: bool  # DATA / BDAT LAST rides with MAIL and RCPT
     payload: bytes  # for BDAT: the CRLF-normalised content
@@ -165,22 +169,16 @@ def _plan(
     if options.require_tls:
         params.append(b"REQUIRETLS")
     dsn = options.dsn if ext.dsn else None
-    if dsn is not None and dsn.ret:
-        params.append(b"RET=" + dsn.ret.encode())
-    if dsn is not None and dsn.envid:
-        params.append(b"ENVID=" + xtext(dsn.envid))
-    rcpt_params: list[bytes] = []
-    if dsn is not None and dsn.notify:
-        rcpt_params.append(
-            b"NOTIFY=" + ",".join(v.upper() for v in dsn.notify).encode()
-        )
+    notify: tuple[bytes, ...] = ()
+    if dsn is not None:
+        if dsn.ret:
+            params.append(b"RET=" + dsn.ret.encode())
+        if dsn.envid:
+            params.append(b"ENVID=" + xtext(dsn.envid))
+        if dsn.notify:
+            notify = (b"NOTIFY=" + ",".join(v.upper() for v in dsn.notify).encode(),)
     mail = Mail(_encode(sender, utf8, sender=True), tuple(params))
-    rcpts = []
-    for address in recipients:
-        extra = (
-            [b"ORCPT=rfc822;" + xtext(address)] if dsn is not None and dsn.orcpt else []
-        )
-        rcpts.append(Rcpt(_encode(address, utf8, sender=False), (*rcpt_params, *extra)))
+    rcpts = _rcpts(tuple(recipients), utf8, notify, dsn is not None and dsn.orcpt)
     chunked = ext.chunking
     data = message.data
     # A streamed message's BDAT chunks follow the RCPT replies; an in-memory
@@ -196,6 +194,21 @@ def _plan(
         # Binary content goes exactly as given: the size says where it ends.
         payload = data if binary else _bdat_payload(data)
     return _Tx(index, message, mail, rcpts, chunked, in_group, payload)
+
+
+# A batch mostly repeats a few envelopes: their RCPT commands are built and
+# checked once.  A refusal raises and is not cached.
+@functools.lru_cache(maxsize=256)
+def _rcpts(
+    recipients: tuple[str, ...], utf8: bool, notify: tuple[bytes, ...], orcpt: bool
+) -> tuple[Rcpt, ...]:
+    return tuple(
+        Rcpt(
+            _encode(address, utf8, sender=False),
+            (*notify, b"ORCPT=rfc822;" + xtext(address)) if orcpt else notify,
+        )
+        for address in recipients
+    )
 
 
 def _bdat_payload(chunk: bytes) -> bytes:
@@ -313,12 +326,15 @@ def _group(dialogue: Dialogue, tx: _Tx) -> bytes:
     conn = dialogue.conn
     if not conn.extensions.pipelining:
         return conn.send(tx.mail)
-    wire = conn.send(tx.mail) + b"".join([conn.send(rcpt) for rcpt in tx.rcpts])
+    send = conn.send
+    wire = [send(tx.mail)]
+    for rcpt in tx.rcpts:
+        wire.append(send(rcpt))
     if tx.in_group:
-        wire += (
-            conn.send_bdat(tx.payload, last=True) if tx.chunked else conn.send(Data())
+        wire.append(
+            conn.send_bdat(tx.payload, last=True) if tx.chunked else send(_DATA)
         )
-    return wire
+    return b"".join(wire)
 
 
 def _group_replies(
@@ -391,7 +407,7 @@ def _content(dialogue: Dialogue, tx: _Tx, accepted: int) -> Conversation[bytes]:
     if tx.in_group:
         data_reply = yield from dialogue.reply("the reply to DATA")
     else:
-        data_reply = yield from dialogue.command(Data())
+        data_reply = yield from dialogue.command(_DATA)
     if data_reply.code != 354:
         yield from _abort(dialogue, tx)
         raise SmtpCommandError(SmtpErrorKind.MESSAGE_NOT_ACCEPTED, data_reply, "DATA")
@@ -417,18 +433,19 @@ def _finish(
         reply = yield from dialogue.reply("the reply to BDAT")
         if not reply.is_positive and refused_chunk is None:
             refused_chunk = reply
+    policy = dialogue.policy
     finals: list[SmtpReply] = []
-    for _ in accepted if dialogue.policy.lmtp else [None]:
+    for _ in range(len(accepted) if policy.lmtp else 1):
         finals.append(
             (
                 yield from dialogue.reply(
                     "the final reply after the message content",
-                    timeout=dialogue.policy.data_timeout,
+                    timeout=policy.data_timeout,
                     in_doubt=True,
                 )
             )
         )
-    if refused_chunk is not None or not dialogue.policy.lmtp:
+    if refused_chunk is not None or not policy.lmtp:
         refusal = refused_chunk or finals[0]
         if not refusal.is_positive:
             if tx.chunked:
