@@ -154,6 +154,38 @@ def test_two_replies_and_trailing_partial(
     assert parser.buffered == 0
 
 
+def test_known_reply_lines_parse_as_the_first_time() -> None:
+    # A server repeats its lines for every message; a line seen before is
+    # looked up, and must come out exactly as parsing it would.
+    parser = ReplyParser()
+    stream = b"250 2.1.0 Ok\r\n354 go\r\n250-2.1.0 Ok\r\n250 2.1.0 Ok\r\n"
+    for _ in range(3):
+        for chunk in _bytewise(stream) + [stream]:
+            parser.feed(chunk)
+    replies = _drain(parser)
+    first = [
+        SmtpReply(250, (b"2.1.0 Ok",), "2.1.0"),
+        SmtpReply(354, (b"go",), None),
+        SmtpReply(250, (b"2.1.0 Ok", b"2.1.0 Ok"), "2.1.0"),
+    ]
+    assert replies == first * 6
+    assert parser.buffered == 0
+
+
+def test_many_distinct_reply_lines_stay_correct() -> None:
+    # More distinct lines than the parser remembers: it forgets and goes on.
+    parser = ReplyParser()
+    for round_ in range(2):
+        for number in range(300):
+            parser.feed(b"250 queued as %d\r\n" % number)
+            reply = parser.next_reply()
+            assert reply == SmtpReply(250, (b"queued as %d" % number,), None), round_
+    parser.feed(b"250 queued as 7\r\n550 no\r")
+    assert parser.next_reply() == SmtpReply(250, (b"queued as 7",), None)
+    assert parser.next_reply() is None
+    assert parser.buffered == len(b"550 no\r")
+
+
 def test_buffered_counts_parsed_lines_of_an_unfinished_reply() -> None:
     parser = ReplyParser()
     parser.feed(b"250-one\r\n250-two\r\n")
@@ -484,6 +516,8 @@ def test_any_split_yields_the_same_replies(
     assert [(r.code, list(r.lines)) for r in whole] == replies
     assert _parse_chunks(_split_at(data, cuts)) == whole
     assert _parse_chunks(_bytewise(data)) == whole
+    # The second time round one parser knows the single-line replies.
+    assert _parse_chunks([data, *_split_at(data, cuts)]) == whole + whole
 
 
 # Fragments that combine into near-valid streams, so that the property below
