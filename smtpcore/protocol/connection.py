@@ -185,7 +185,9 @@ class SmtpConnection:
         """
         kind = _KIND_OF.get(type(command))
         if kind is None:
-            raise LocalProtocolError("BDAT goes with its payload: use send_bdat()")
+            if isinstance(command, Bdat):
+                raise LocalProtocolError("BDAT goes with its payload: use send_bdat()")
+            raise LocalProtocolError(f"not an SMTP command: {command!r}")
         target = self._check_send(kind, command.verb)
         if kind is Kind.AUTH:
             if isinstance(command, Auth):

@@ -20,7 +20,9 @@ from smtpcore.protocol import (
 )
 from smtpcore.protocol.commands import (
     Auth,
+    AuthCancel,
     AuthResponse,
+    Bdat,
     Data,
     Ehlo,
     Helo,
@@ -298,6 +300,25 @@ def test_auth_exchange() -> None:
     whole(conn, b"334 UGFzc3dvcmQ6\r\n")
     conn.send(AuthResponse(b"pass"))
     whole(conn, b"235 2.7.0 Authentication successful\r\n")
+    assert conn.idle
+
+
+def test_auth_cancel_needs_a_challenge_and_starttls_needs_plain_text() -> None:
+    conn = greeted(b"250-mx\r\n250-STARTTLS\r\n250 AUTH LOGIN\r\n")
+    with pytest.raises(LocalProtocolError, match="334 challenge"):
+        conn.send(AuthCancel())
+    conn.tls_active = True
+    with pytest.raises(LocalProtocolError, match="already active"):
+        conn.send(StartTls())
+    assert conn.idle  # refused before anything was sent
+
+
+def test_send_takes_commands_only() -> None:
+    conn = greeted(EHLO_PIPE)
+    with pytest.raises(LocalProtocolError, match="send_bdat"):
+        conn.send(Bdat(10, last=True))
+    with pytest.raises(LocalProtocolError, match="not an SMTP command"):
+        conn.send(b"NOOP\r\n")  # type: ignore[arg-type]
     assert conn.idle
 
 

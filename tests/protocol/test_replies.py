@@ -160,7 +160,7 @@ def test_known_reply_lines_parse_as_the_first_time() -> None:
     parser = ReplyParser()
     stream = b"250 2.1.0 Ok\r\n354 go\r\n250-2.1.0 Ok\r\n250 2.1.0 Ok\r\n"
     for _ in range(3):
-        for chunk in _bytewise(stream) + [stream]:
+        for chunk in [*_bytewise(stream), stream]:
             parser.feed(chunk)
     replies = _drain(parser)
     first = [
