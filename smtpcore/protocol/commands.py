@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from smtpcore.errors import LocalProtocolError
@@ -250,13 +250,18 @@ class Rcpt:
     recipient: bytes
     params: tuple[bytes, ...] = ()
     verb: ClassVar[str] = "RCPT TO"
+    # Built once: a transaction's RCPTs are reused for every message of a
+    # batch with the same envelope.
+    _wire: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_path(self.verb, self.recipient, allow_empty=False)
         _check_params(self.verb, self.params)
+        wire = _with_params(b"RCPT TO:<" + self.recipient + b">", self.params)
+        object.__setattr__(self, "_wire", wire)
 
     def to_bytes(self) -> bytes:
-        return _with_params(b"RCPT TO:<" + self.recipient + b">", self.params)
+        return self._wire
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ event like any other.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from typing import Final, NoReturn
@@ -111,6 +112,14 @@ def _outcome(kind: Kind, code: int) -> Outcome:
     if code < 400:
         return Outcome.INTERMEDIATE
     return Outcome.NEGATIVE
+
+
+@functools.lru_cache(maxsize=1024)
+def _transition(kind: Kind, code: int) -> tuple[bool, State | None]:
+    """Whether a reply ``code`` may answer ``kind``, and the state it leads
+    to (None: unchanged); looked up once per pair, as replies repeat."""
+    key = (kind, _outcome(kind, code))
+    return key in REPLY_TRANSITIONS, REPLY_TRANSITIONS.get(key)
 
 
 def _log_line(command: Command) -> str:
@@ -372,10 +381,9 @@ class SmtpConnection:
                 return
             self._fail(f"unsolicited reply {reply}")
         kind = pending.popleft()
-        key = (kind, _outcome(kind, code))
-        if key not in REPLY_TRANSITIONS:
+        valid, target = _transition(kind, code)
+        if not valid:
             self._fail(f"reply {code} is not a valid answer to {kind.value}")
-        target = REPLY_TRANSITIONS[key]
         if code == 421:
             # RFC 5321 3.8: 421 means the server is closing the channel.
             self._state = State.CLOSED

@@ -191,16 +191,7 @@ class Dialogue:
         while True:
             event = conn.next_event()
             if type(event) is SmtpReply:
-                if event.code == 421 and conn.state is State.CLOSED:
-                    # RFC 5321 3.8: the server is shutting the channel.
-                    raise self._session_error(
-                        EmailSessionReason.CONNECTION_LOST,
-                        f"the server is closing the connection ({event}) while we "
-                        f"waited for {waiting_for}",
-                        reply=event,
-                        # A 421 is an answer: whatever it answered was refused.
-                    )
-                return event
+                return self._answer(event, waiting_for)
             if isinstance(event, ConnectionClosed):
                 raise self._session_error(
                     EmailSessionReason.CONNECTION_LOST,
@@ -218,6 +209,33 @@ class Dialogue:
             tls_probe_after = None  # something arrived: the port is not TLS
             continues = True
             conn.receive_data(data or b"")
+
+    def replies(self, count: int, waiting_for: str) -> Conversation[list[SmtpReply]]:
+        """:meth:`reply` ``count`` times, for the answers to a pipelined
+        group: those already received are taken without a generator each."""
+        replies: list[SmtpReply] = []
+        conn = self.conn
+        while len(replies) < count:
+            # Only a reply is consumed here; NEED_DATA and ConnectionClosed
+            # come back the same from reply()'s own next_event().
+            event = conn.next_event()
+            if type(event) is SmtpReply:
+                replies.append(self._answer(event, waiting_for))
+            else:
+                replies.append((yield from self.reply(waiting_for)))
+        return replies
+
+    def _answer(self, reply: SmtpReply, waiting_for: str) -> SmtpReply:
+        if reply.code == 421 and self.conn.state is State.CLOSED:
+            # RFC 5321 3.8: the server is shutting the channel.
+            raise self._session_error(
+                EmailSessionReason.CONNECTION_LOST,
+                f"the server is closing the connection ({reply}) while we "
+                f"waited for {waiting_for}",
+                reply=reply,
+                # A 421 is an answer: whatever it answered was refused.
+            )
+        return reply
 
     def command(self, command: Command) -> Conversation[SmtpReply]:
         """Send one command and read its reply."""

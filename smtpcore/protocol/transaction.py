@@ -346,12 +346,11 @@ def _group_replies(
     sender = tx.message.sender
     mail_reply = yield from dialogue.reply("the reply to MAIL FROM")
     replies: list[SmtpReply] = []
-    if mail_reply.is_positive or pipelined:
+    if pipelined:
+        replies = yield from dialogue.replies(len(tx.rcpts), "the reply to RCPT TO")
+    elif mail_reply.is_positive:
         for rcpt in tx.rcpts:
-            if pipelined:
-                replies.append((yield from dialogue.reply("the reply to RCPT TO")))
-            else:
-                replies.append((yield from dialogue.command(rcpt)))
+            replies.append((yield from dialogue.command(rcpt)))
     if not mail_reply.is_positive:
         yield from _abort(dialogue, tx)
         raise SmtpCommandError(

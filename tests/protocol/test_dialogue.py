@@ -16,6 +16,7 @@ from smtpcore.errors import (
     SmtpErrorKind,
     SmtpProtocolError,
 )
+from smtpcore.protocol.commands import Mail, Rcpt
 from smtpcore.protocol.dialogue import (
     Conversation,
     Dialogue,
@@ -370,3 +371,48 @@ def test_quit_tolerates_a_server_that_hangs_up() -> None:
     played.chunks = [b""]
     played.run(dialogue.quit())
     assert played.writes == [b"QUIT\r\n"]
+
+
+def pipelined_group(dialogue: Dialogue, commands: int) -> None:
+    """MAIL and RCPTs written as one group, ``commands`` replies due."""
+    dialogue.conn.send(Mail(b"a@example.com"))
+    for index in range(commands - 1):
+        dialogue.conn.send(Rcpt(b"r%d@example.com" % index))
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"250 a\r\n250 b\r\n250 c\r\n"],
+        [b"250 a\r\n25", b"0 b\r\n", b"250 c\r\n"],
+        [b"2", b"50 a\r\n250 b\r", b"\n250 c\r\n250 next\r\n"],
+    ],
+    ids=["one read", "split mid-reply", "split everywhere, trailing reply"],
+)
+def test_replies_reads_a_group_in_any_split(chunks: list[bytes]) -> None:
+    dialogue, played = opened()
+    pipelined_group(dialogue, 3)
+    played.chunks = list(chunks)
+    played.reads.clear()
+    replies = played.run(dialogue.replies(3, "the replies to the group"))
+    assert [reply.lines for reply in replies] == [(b"a",), (b"b",), (b"c",)]
+    assert len(played.reads) == len(chunks)  # one read per chunk, no more
+    assert all(r.waiting_for == "the replies to the group" for r in played.reads)
+
+
+def test_replies_stops_at_a_421_and_at_eof() -> None:
+    dialogue, played = opened()
+    pipelined_group(dialogue, 3)
+    played.chunks = [b"250 a\r\n421 4.3.2 shutting down\r\n"]
+    with pytest.raises(EmailSessionError) as caught:
+        played.run(dialogue.replies(3, "the reply to RCPT TO"))
+    assert caught.value.reason is EmailSessionReason.CONNECTION_LOST
+    assert "421" in str(caught.value) and "the reply to RCPT TO" in str(caught.value)
+
+    dialogue, played = opened()
+    pipelined_group(dialogue, 2)
+    played.chunks = [b"250 a\r\n", b""]
+    with pytest.raises(EmailSessionError) as caught:
+        played.run(dialogue.replies(2, "the reply to RCPT TO"))
+    assert caught.value.reason is EmailSessionReason.CONNECTION_LOST
+    assert "closed the connection" in str(caught.value)
