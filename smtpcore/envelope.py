@@ -18,7 +18,7 @@ from smtpcore.errors import (
 from smtpcore.mime import BuiltMessage, Prepared, build_message
 from smtpcore.models import EmailMessage
 from smtpcore.protocol.address import mailbox_problem
-from smtpcore.protocol.data import check_raw_message, normalise_line_ends
+from smtpcore.protocol.data import check_and_normalise, check_raw_message
 from smtpcore.protocol.transaction import SendResult
 from smtpcore.stdlibmsg import prepare_stdlib_message
 from smtpcore.validation import address_refusal, validate_message
@@ -66,15 +66,22 @@ def check_envelope(sender: object, recipients: Sequence[object]) -> None:
 def check_raw_content(data: object) -> None:
     """Refuse message bytes that cannot go on the wire unchanged.
 
+    Args:
+        data: the message bytes (``bytes``, ``bytearray`` or ``memoryview``).
+
     Raises:
         ArgumentError: not bytes, or NUL / a line over 998 octets
             (RFC 5321 4.5.3.1.6).
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ArgumentError("data", "the message must be bytes")
-    problem = check_raw_message(bytes(data))
+    problem = check_raw_message(data if type(data) is bytes else bytes(data))
     if problem is not None:
-        raise ArgumentError("data", f"the message cannot be sent: {problem}")
+        raise _content_refusal(problem)
+
+
+def _content_refusal(problem: str) -> ArgumentError:
+    return ArgumentError("data", f"the message cannot be sent: {problem}")
 
 
 def prepare(message: object) -> Prepared:
@@ -152,13 +159,20 @@ def prepare_raw(
         raise ArgumentError("data", "the message must be bytes")
     assert isinstance(from_addr, str)
     envelope = tuple(map(str, recipients))
+    # bytes(data) would return exact bytes unchanged anyway; the test skips
+    # a call.  A bytearray or memoryview is copied, so that later changes by
+    # the caller cannot alter what was checked.
+    raw = data if type(data) is bytes else bytes(data)
     if binary:
-        return BuiltMessage(bytes(data), from_addr, envelope, None, binary=True)
-    check_raw_content(data)
+        return BuiltMessage(raw, from_addr, envelope, None, binary=True)
     # Normalised now rather than on the wire, so that SIZE (RFC 1870 4:
     # octets with CR-LF pairs) counts what is sent; no copy when the data
-    # already uses CRLF.
-    content = normalise_line_ends(bytes(data))
+    # already uses CRLF.  The line lengths are measured on the normalised
+    # form, where only CRLF ends a line: cheaper than on the raw data, with
+    # the same decision and the same reason (see check_and_normalise).
+    content, problem = check_and_normalise(raw)
+    if problem is not None:
+        raise _content_refusal(problem)
     return BuiltMessage(content, from_addr, envelope, None, checked=True)
 
 

@@ -38,7 +38,7 @@ from smtpcore.protocol.commands import (
     Rset,
     StartTls,
 )
-from smtpcore.protocol.data import DataEncoder
+from smtpcore.protocol.data import DataEncoder, stuff_dots
 from smtpcore.protocol.extensions import Extensions
 from smtpcore.protocol.replies import ReplyParser, SmtpReply
 from smtpcore.protocol.state import (
@@ -278,9 +278,7 @@ class SmtpConnection:
         if checked and self._encoder is None:
             # RFC 5321 4.5.2: a line that starts with "." gets another one;
             # every piece starts at the start of a line.
-            wire = data.replace(b"\r\n.", b"\r\n..")
-            if data.startswith(b"."):
-                wire = b"." + wire
+            wire = stuff_dots(data)
             if end:
                 ended = not data or data.endswith(b"\r\n")
                 wire += b".\r\n" if ended else b"\r\n.\r\n"

@@ -12,8 +12,13 @@ from smtpcore.errors import LocalProtocolError
 from smtpcore.protocol.data import (
     MAX_LINE_OCTETS,
     DataEncoder,
+    check_and_normalise,
     check_raw_message,
+    encode_bdat,
     encode_data,
+    long_line_start,
+    normalise_line_ends,
+    stuff_dots,
 )
 
 # An independent statement of RFC 5321 2.3.8 normalisation for the oracle:
@@ -372,3 +377,295 @@ def test_line_limit_is_exact_for_any_line_lengths(
             encode_data(data)
     else:
         assert unstuff(encode_data(data)) == normalise(data)
+
+
+# ---------------------------------------------------------------- references
+# Simple statements of what the fast functions compute, for the properties.
+
+
+def is_clean_crlf(data: bytes) -> bool:
+    """Every CR and every LF is part of a CRLF."""
+    return data.count(b"\r\n") == data.count(b"\r") == data.count(b"\n")
+
+
+def reference_long_line_start(data: bytes, *, crlf_only: bool = False) -> int | None:
+    """Split into lines and measure each (CRLF is one line end)."""
+    start = 0
+    for eol in (re.compile(rb"\r\n") if crlf_only else _ANY_EOL).finditer(data):
+        if eol.start() - start > MAX_LINE_OCTETS:
+            return start
+        start = eol.end()
+    return start if len(data) - start > MAX_LINE_OCTETS else None
+
+
+def reference_stuff_dots(data: bytes) -> bytes:
+    return (b"." if data.startswith(b".") else b"") + data.replace(b"\r\n.", b"\r\n..")
+
+
+# Line ends, dots and NUL one by one, and lines just under and over the
+# limit, so that the 999-octet steps of long_line_start land everywhere.
+_PIECES = [b"\r", b"\n", b"\r\n", b".", b"\0", b"x", b"ab", b"\r\n.", b"\n."]
+_RUNS = [b"y" * n for n in (500, 997, 998, 999, 1000, 1001)]
+piece_bytes = st.lists(st.sampled_from(_PIECES + _RUNS), max_size=24).map(b"".join)
+# Content starting with a line end near a multiple of 999 (where the old
+# probes and the new windows fall).
+aligned_bytes = st.builds(
+    lambda steps, shift, rest: b"z" * max(steps * 999 + shift, 0) + rest,
+    st.integers(0, 3),
+    st.integers(-3, 3),
+    piece_bytes,
+)
+raw_bytes = st.one_of(piece_bytes, aligned_bytes)
+# The same, already normalised (CRLF only, no NUL): what check_and_normalise
+# hands on and stuff_dots takes.
+crlf_bytes = raw_bytes.map(lambda b: normalise(b.replace(b"\0", b"")))
+
+
+# ---------------------------------------------------------------- line ends
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"", b""),
+        (b"abc", b"abc"),
+        (b"a\r\nb\r\n", b"a\r\nb\r\n"),
+        (b"a\nb\n", b"a\r\nb\r\n"),
+        (b"a\rb\r", b"a\r\nb\r\n"),
+        # Each CR and LF in the right number and order, but not adjacent:
+        # the line ends' projection is CRLF CRLF, the text is not clean.
+        (b"\rX\n", b"\r\nX\r\n"),
+        (b"a\rb\nc\r\n", b"a\r\nb\r\nc\r\n"),
+        (b"\r\r\n\n", b"\r\n\r\n\r\n"),
+        (b"\n\r", b"\r\n\r\n"),
+        (b"\r\n\r", b"\r\n\r\n"),
+        (b"\n\r\n", b"\r\n\r\n"),
+        (b"x\r\n" * 3 + b"\r", b"x\r\n" * 3 + b"\r\n"),
+    ],
+)
+def test_normalise_line_ends_exact(raw: bytes, expected: bytes) -> None:
+    assert normalise_line_ends(raw) == expected
+    assert normalise_line_ends(raw + b"tail") == expected + b"tail"
+    assert normalise(raw) == expected  # the reference agrees
+
+
+def test_normalise_line_ends_returns_clean_data_itself() -> None:
+    clean = b"Subject: x\r\n\r\n" + (b"y" * 78 + b"\r\n") * 1000
+    assert normalise_line_ends(clean) is clean
+    for bad in (b"\r", b"\n", b"\r\r\n", b"\r\n\n"):
+        dirty = clean + bad + b"z\r\n"
+        assert normalise_line_ends(dirty) == normalise(dirty)
+
+
+@given(data=raw_bytes)
+def test_normalise_line_ends_matches_the_reference(data: bytes) -> None:
+    result = normalise_line_ends(data)
+    assert result == normalise(data)
+    # No copy exactly when the data was clean: the fast test is exact.
+    assert (result is data) == is_clean_crlf(data)
+
+
+@given(
+    parts=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"X", b"."]), max_size=30)
+)
+def test_the_clean_crlf_test_is_exact_on_short_mixes(parts: list[bytes]) -> None:
+    data = b"".join(parts)
+    assert (normalise_line_ends(data) is data) == is_clean_crlf(data)
+
+
+# ---------------------------------------------------------------- line lengths
+
+
+@pytest.mark.parametrize("crlf_only", [False, True])
+@pytest.mark.parametrize("length", [997, 998, 999, 1000, 1001])
+@pytest.mark.parametrize("offset", [0, 1, 2, 997, 998, 999, 1000, 1001, 1998, 1999])
+def test_long_line_start_at_every_boundary(
+    crlf_only: bool, length: int, offset: int
+) -> None:
+    # ``offset`` octets of short lines, then the line under test.
+    head = (b"h" * 97 + b"\r\n") * (offset // 99) + b"h" * (offset % 99)
+    if head and not head.endswith(b"\r\n"):
+        head += b"\r\n"
+    data = head + b"L" * length + b"\r\nafter\r\n"
+    expected = len(head) if length > MAX_LINE_OCTETS else None
+    assert long_line_start(data, crlf_only=crlf_only) == expected
+    # Unterminated at the very end, too.
+    assert long_line_start(head + b"L" * length, crlf_only=crlf_only) == expected
+
+
+@pytest.mark.parametrize("eol", [b"\r", b"\n"])
+def test_long_line_start_after_bare_line_ends(eol: bytes) -> None:
+    data = (b"s" * 998 + eol) * 3 + b"L" * 999 + eol + b"tail"
+    assert long_line_start(data) == 3 * 999
+    assert long_line_start((b"s" * 998 + eol) * 5) is None
+
+
+def test_long_line_start_on_a_crlf_split_by_the_window() -> None:
+    # The first window's last octet is the CR of a CRLF, the long line
+    # starts after the LF.
+    data = b"a" * 998 + b"\r\n" + b"L" * 999
+    assert long_line_start(data) == 1000
+    assert long_line_start(data, crlf_only=True) == 1000
+
+
+@given(data=raw_bytes)
+def test_long_line_start_matches_the_reference(data: bytes) -> None:
+    assert long_line_start(data) == reference_long_line_start(data)
+
+
+@given(data=crlf_bytes)
+def test_long_line_start_crlf_only_matches_the_reference(data: bytes) -> None:
+    expected = reference_long_line_start(data, crlf_only=True)
+    assert long_line_start(data, crlf_only=True) == expected
+    assert long_line_start(data) == expected
+
+
+# ---------------------------------------------------------------- check + normalise
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"a\r\nb\r\n",
+        b"a\nb\rc",
+        b"a\0b",
+        b"a\r\nb\nc\rd\r\n" + b"y" * 1200 + b"\r\nz",
+        b"ab\r\n" * 5000 + b"q" * 1000 + b"\nend",
+        b"x\r\n" + b"y" * 999,
+        b"\0" + b"y" * 2000,
+    ],
+)
+def test_check_and_normalise_exact(raw: bytes) -> None:
+    content, problem = check_and_normalise(raw)
+    assert problem == check_raw_message(raw)
+    if problem is None:
+        assert content == normalise(raw)
+    else:
+        assert content is raw
+
+
+def test_check_and_normalise_names_the_line_as_check_raw_message() -> None:
+    raw = b"a\r\nb\nc\rd\r\n" + b"y" * 1200 + b"\r\nz"
+    assert check_and_normalise(raw) == (
+        raw,
+        "line 5 is 1200 octets long; RFC 5321 4.5.3.1.6 allows 998 plus CRLF",
+    )
+    assert check_and_normalise(b"a\0") == (b"a\0", "contains a NUL byte")
+
+
+def test_check_and_normalise_does_not_copy_clean_content() -> None:
+    clean = b"To: x\r\n\r\n" + (b"y" * 78 + b"\r\n") * 100
+    content, problem = check_and_normalise(clean)
+    assert problem is None
+    assert content is clean
+    assert encode_bdat(clean) is clean
+
+
+@given(data=raw_bytes)
+def test_check_and_normalise_matches_check_then_normalise(data: bytes) -> None:
+    content, problem = check_and_normalise(data)
+    assert problem == check_raw_message(data)
+    if problem is None:
+        assert content == normalise(data)
+        assert encode_bdat(data) == content
+    else:
+        assert content is data
+        with pytest.raises(ValueError, match=re.escape(problem)):
+            encode_bdat(data)
+
+
+@given(data=raw_bytes)
+def test_check_raw_message_reports_the_reference_line(data: bytes) -> None:
+    if b"\0" in data:
+        assert check_raw_message(data) == "contains a NUL byte"
+        return
+    lines = _ANY_EOL.split(data)
+    long_lines = [
+        (number, len(line))
+        for number, line in enumerate(lines, 1)
+        if len(line) > MAX_LINE_OCTETS
+    ]
+    if not long_lines:
+        assert check_raw_message(data) is None
+        return
+    number, length = long_lines[0]
+    assert check_raw_message(data) == (
+        f"line {number} is {length} octets long; "
+        "RFC 5321 4.5.3.1.6 allows 998 plus CRLF"
+    )
+
+
+# ---------------------------------------------------------------- stuff_dots
+
+
+@pytest.mark.parametrize(
+    ("content", "stuffed"),
+    [
+        (b"", b""),
+        (b".", b".."),
+        (b"..", b"..."),
+        (b".\r\n", b"..\r\n"),
+        (b"a.b\r\n", b"a.b\r\n"),
+        (b"a\r\n.\r\n", b"a\r\n..\r\n"),
+        (b"a\r\n.b\r\n..c\r\n", b"a\r\n..b\r\n...c\r\n"),
+        (b".a\r\n.\r\n.", b"..a\r\n..\r\n.."),
+        (b"x.y\r\n\r\n.", b"x.y\r\n\r\n.."),
+        (b"\r\n.", b"\r\n.."),
+    ],
+)
+def test_stuff_dots_exact(content: bytes, stuffed: bytes) -> None:
+    assert stuff_dots(content) == stuffed
+    # With trailing data after a line end.
+    tail = b"\r\n.t\r\nu.v\r\n"
+    if content.endswith(b"\r\n"):
+        assert stuff_dots(content + tail) == stuffed + b"\r\n..t\r\nu.v\r\n"
+
+
+def test_stuff_dots_returns_the_data_itself_when_nothing_starts_with_a_dot() -> None:
+    base64ish = b"QUJD" * 19 + b"\r\n"
+    for data in (base64ish * 1000, b"a.b\r\n" * 1000, b"x" * 300 + b"." * 10):
+        assert stuff_dots(data) is data
+
+
+@pytest.mark.parametrize("dots", [0, 1, 5, 31, 32, 33, 100])
+@pytest.mark.parametrize("line_start_every", [1, 3, 50])
+def test_stuff_dots_with_many_dots(dots: int, line_start_every: int) -> None:
+    # Past 32 dots the work is left to one replace: same result either way.
+    lines = []
+    for index in range(dots):
+        text = b"y" * 70
+        lines.append(b"." + text if index % line_start_every == 0 else text + b".")
+    content = b"\r\n".join([b"head", *lines, b"end"]) + b"\r\n"
+    assert stuff_dots(content) == reference_stuff_dots(content)
+    assert stuff_dots(b"." + content) == reference_stuff_dots(b"." + content)
+
+
+def test_stuff_dots_line_by_line_equals_whole() -> None:
+    # Content sent in pieces that each start a line stuffs the same.
+    content = b".a\r\nb.\r\n..\r\n\r\n.c\r\nd\r\n"
+    pieces = content.split(b"\r\n")[:-1]
+    assert b"".join(stuff_dots(p + b"\r\n") for p in pieces) == stuff_dots(content)
+
+
+@given(data=crlf_bytes)
+def test_stuff_dots_matches_the_reference(data: bytes) -> None:
+    stuffed = stuff_dots(data)
+    assert stuffed == reference_stuff_dots(data)
+    if stuffed == data:
+        assert stuffed is data
+
+
+@given(
+    lines=st.lists(
+        st.lists(st.sampled_from([b".", b"x", b"..", b"a.b", b"QUJD"]), max_size=8).map(
+            b"".join
+        ),
+        max_size=60,
+    )
+)
+def test_stuff_dots_on_dotty_lines(lines: list[bytes]) -> None:
+    data = b"\r\n".join(lines)
+    assert stuff_dots(data) == reference_stuff_dots(data)
+    # What a receiver does (RFC 5321 4.5.2) undoes it.
+    assert unstuff(stuff_dots(data + b"\r\n") + b".\r\n") == data + b"\r\n"
