@@ -64,6 +64,7 @@ from smtpcore.protocol.sasl import (
     TokenSource,
     choose_mechanism,
 )
+from smtpcore.protocol.saslbase import SaslServerFailure
 from smtpcore.protocol.state import State
 from smtpcore.protocol.transaction import (
     InMemoryMessage,
@@ -411,6 +412,14 @@ class Dialogue:
             except (ValueError, binascii.Error) as exc:
                 # RFC 4954 4: "*" cancels; the server answers 501.
                 yield from self.command(AuthCancel())
+                if isinstance(exc, SaslServerFailure):
+                    reason = (
+                        EmailSessionReason.AUTHENTICATION_TEMPORARY_FAILURE
+                        if exc.temporary
+                        else EmailSessionReason.INVALID_USERNAME_OR_PASSWORD
+                    )
+                    name = mechanism.name.decode("ascii")
+                    raise self._session_error(reason, f"AUTH {name}: {exc}") from exc
                 raise SmtpProtocolError(f"bad AUTH challenge: {exc}") from exc
             reply = yield from self.command(AuthResponse(response))
         return reply

@@ -7,7 +7,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import ClassVar, TypeAlias
 
-__all__ = ["MAX_ROUNDS", "SaslMechanism", "TokenSource", "utf8_credential"]
+__all__ = [
+    "MAX_ROUNDS",
+    "SaslMechanism",
+    "SaslServerFailure",
+    "TokenSource",
+    "utf8_credential",
+]
 
 # RFC 4422 3.1 leaves the number of round trips to the mechanism; a server
 # that keeps challenging forever must not keep us forever.
@@ -15,6 +21,20 @@ MAX_ROUNDS = 10
 
 # An OAuth 2 access token, or a function returning a fresh one.
 TokenSource: TypeAlias = str | Callable[[], str]
+
+
+class SaslServerFailure(ValueError):
+    """The server said inside the exchange, not with a reply code, that
+    authentication failed (SCRAM's ``e=``, RFC 5802 7).
+
+    Attributes:
+        temporary: the server ran out of resources; trying later may work.
+            Otherwise the credentials were refused.
+    """
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary
 
 
 def utf8_credential(text: str, what: str) -> bytes:

@@ -21,6 +21,8 @@ import stringprep
 import unicodedata
 from collections.abc import Callable
 
+from smtpcore.protocol.saslbase import SaslServerFailure
+
 __all__ = [
     "DEFAULT_MAX_ITERATIONS",
     "SCRAM_HASHES",
@@ -57,6 +59,10 @@ _ITERATIONS = re.compile(r"[1-9][0-9]{0,9}")
 # Bytes of nonce entropy; RFC 5802 5.1 only asks for "a sequence of random
 # printable ASCII characters", 24 random bytes make 32 base64 characters.
 _NONCE_BYTES = 24
+# RFC 5802 7 server-error-values that refuse the user or the password.
+_CREDENTIAL_ERRORS = frozenset(
+    {"invalid-proof", "unknown-user", "invalid-username-encoding"}
+)
 
 # RFC 4013 2.3: the prohibited output tables of stringprep (RFC 3454).
 _PROHIBITED: tuple[Callable[[str], bool], ...] = (
@@ -324,7 +330,14 @@ class ScramClient:
         pairs = _attributes(server_final, "server-final message")
         name, value = pairs[0]
         if name == "e":
-            raise ValueError(f"the SCRAM server reported {_shown(value)!r}")
+            message = f"the SCRAM server reported {_shown(value)!r}"
+            # RFC 5802 7: these values are about the user and the password,
+            # or the server's load; the rest say the two sides do not fit.
+            if value in _CREDENTIAL_ERRORS:
+                raise SaslServerFailure(message, temporary=False)
+            if value == "no-resources":
+                raise SaslServerFailure(message, temporary=True)
+            raise ValueError(message)
         if name != "v":
             raise ValueError("the SCRAM server-final message has no v=")
         # A comparison whose time does not depend on where the first

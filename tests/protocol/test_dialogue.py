@@ -416,3 +416,49 @@ def test_replies_stops_at_a_421_and_at_eof() -> None:
         played.run(dialogue.replies(2, "the reply to RCPT TO"))
     assert caught.value.reason is EmailSessionReason.CONNECTION_LOST
     assert "closed the connection" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (b"invalid-proof", EmailSessionReason.INVALID_USERNAME_OR_PASSWORD),
+        (b"unknown-user", EmailSessionReason.INVALID_USERNAME_OR_PASSWORD),
+        (b"no-resources", EmailSessionReason.AUTHENTICATION_TEMPORARY_FAILURE),
+    ],
+)
+def test_scram_error_inside_the_exchange_is_an_auth_failure(
+    error: bytes, reason: EmailSessionReason
+) -> None:
+    # RFC 5802 7: the server may refuse in its server-final message (e=...)
+    # rather than with a reply code; the client cancels (RFC 4954 4).
+    dialogue = Dialogue(policy(implicit_tls=True, username="user", password="pencil"))
+    conversation = dialogue.open()
+    writes: list[bytes] = []
+    server = iter(
+        [
+            lambda: GREETING,
+            lambda: b"250-mx.example.com\r\n250 AUTH SCRAM-SHA-256\r\n",
+            lambda: b"334 " + base64.b64encode(server_first(writes[-1])) + b"\r\n",
+            lambda: b"334 " + base64.b64encode(b"e=" + error) + b"\r\n",
+            lambda: b"501 5.7.0 cancelled\r\n",
+        ]
+    )
+    value: bytes | None = None
+    with pytest.raises(EmailSessionError) as caught:
+        while True:
+            request = conversation.send(value)
+            value = None
+            if isinstance(request, Write):
+                writes.append(request.data)
+            else:
+                value = next(server)()
+    assert caught.value.reason is reason
+    assert error.decode() in str(caught.value)
+    assert writes[-1] == b"*\r\n"
+
+
+def server_first(auth_line: bytes) -> bytes:
+    """A SCRAM server-first message extending the nonce in ``AUTH ... <b64>``."""
+    client_first = base64.b64decode(auth_line.split()[-1])
+    nonce = client_first.split(b",r=")[1]
+    return b"r=" + nonce + b"srv,s=" + base64.b64encode(b"salt") + b",i=4096"

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smtpcore.protocol.saslbase import SaslServerFailure
 from smtpcore.protocol.scram import (
     DEFAULT_MAX_ITERATIONS,
     SCRAM_HASHES,
@@ -212,8 +213,33 @@ def test_round_trip(mechanism: str, username: str, password: str) -> None:
 def test_round_trip_wrong_password_gets_the_servers_error(mechanism: str) -> None:
     server = ScramServer(mechanism, "user", "right")
     client = ScramClient(mechanism, "user", "wrong")
-    with pytest.raises(ValueError, match="invalid-proof"):
+    with pytest.raises(SaslServerFailure, match="invalid-proof") as caught:
         exchange(client, server)
+    assert caught.value.temporary is False
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "temporary"),
+    [
+        ("unknown-user", SaslServerFailure, False),
+        ("invalid-username-encoding", SaslServerFailure, False),
+        ("no-resources", SaslServerFailure, True),
+        ("other-error", ValueError, None),
+        ("channel-bindings-dont-match", ValueError, None),
+    ],
+)
+def test_server_errors_say_whether_the_credentials_failed(
+    error: str, kind: type[ValueError], temporary: bool | None
+) -> None:
+    # RFC 5802 7: some server-error-values refuse the user or the password,
+    # "no-resources" is the server's load, the rest say the sides do not fit.
+    server = ScramServer("SCRAM-SHA-256", "user", "pencil")
+    client = ScramClient("SCRAM-SHA-256", "user", "pencil")
+    client.client_final(server.first(client.client_first()))
+    with pytest.raises(ValueError, match=error) as caught:
+        client.verify_server_final(b"e=" + error.encode())
+    assert type(caught.value) is kind
+    assert getattr(caught.value, "temporary", None) is temporary
 
 
 def test_random_nonce_is_fresh_and_printable() -> None:
