@@ -1,13 +1,13 @@
 """``AsyncSmtpClient`` and ``send_email_async``: the same conversation over
-asyncio streams.
+asyncio.
 
 Nothing about SMTP is decided here: the generators of
-:mod:`smtpcore.protocol.dialogue` are driven exactly as
-:mod:`smtpcore.transport` drives them, only with ``await`` where the
-blocking transport waits.  The two rare checks that need a connection of
-their own (the anti-virus diagnosis after a certificate failure, and the
-opt-in CRL check) run the blocking code of :mod:`smtpcore.opening` in a
-worker thread.
+:mod:`smtpcore.protocol.dialogue` are driven by
+:class:`smtpcore._aio_transport.AsyncTransport` as :mod:`smtpcore.transport`
+drives them, only with the event loop where the blocking transport waits.
+The two rare checks that need a connection of their own (the anti-virus
+diagnosis after a certificate failure, and the opt-in CRL check) run the
+blocking code of :mod:`smtpcore.opening` in a worker thread.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import sys
-import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
+from smtpcore._aio_transport import AsyncTransport, within
 from smtpcore.client import SendItem
 from smtpcore.envelope import prepare, prepare_batch, prepare_raw
 from smtpcore.errors import (
@@ -39,216 +38,16 @@ from smtpcore.opening import (
     revocation_checking,
     settle_batch_failure,
 )
-from smtpcore.protocol.dialogue import Conversation, Dialogue, Read, Write
+from smtpcore.protocol.dialogue import Conversation, Dialogue
 from smtpcore.protocol.replies import SmtpReply
 from smtpcore.protocol.saslbase import TokenSource
 from smtpcore.protocol.transaction import Dsn, SendOptions, SendResult
-from smtpcore.tls import Phase, classify, speaks_tls
-from smtpcore.transport import Endpoint, implicit_tls_required, request_failure
+from smtpcore.transport import Endpoint
 from smtpcore.validation import validate_session_details
 
 __all__ = ["AsyncSmtpClient", "send_email_async"]
 
 T = TypeVar("T")
-
-_READ_SIZE = 65536  # as in smtpcore.transport, for the same reasons
-_WRITE_SIZE = 65536
-
-if sys.version_info >= (3, 11):
-
-    async def _within(awaitable: Awaitable[T], seconds: float) -> T:
-        # asyncio.timeout() needs no extra task per wait, unlike wait_for.
-        async with asyncio.timeout(seconds):
-            return await awaitable
-
-else:  # pragma: no cover - exercised on Python 3.10 only
-
-    async def _within(awaitable: Awaitable[T], seconds: float) -> T:
-        return await asyncio.wait_for(awaitable, seconds)
-
-
-class AsyncTransport:
-    """One asyncio connection executing a dialogue's requests; closes itself
-    on any socket, TLS or protocol failure."""
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        endpoint: Endpoint,
-        context: ssl.SSLContext,
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.endpoint = endpoint
-        self.context = context
-        self.closed = False
-        self._deadline = 0.0  # when the reply being read is overdue
-
-    @classmethod
-    async def connect(
-        cls, endpoint: Endpoint, context: ssl.SSLContext
-    ) -> AsyncTransport:
-        """Open the connection (and TLS for implicit TLS).
-
-        Raises:
-            EmailSessionError: classified by :func:`smtpcore.tls.classify`.
-        """
-        use_ssl = endpoint.use_ssl
-        try:
-            reader, writer = await _within(
-                asyncio.open_connection(
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=context if use_ssl else None,
-                    server_hostname=endpoint.host if use_ssl else None,
-                    ssl_handshake_timeout=endpoint.timeout if use_ssl else None,
-                    limit=_READ_SIZE,
-                ),
-                endpoint.timeout,
-            )
-        except (OSError, asyncio.TimeoutError) as exc:
-            phase: Phase = "handshake" if isinstance(exc, ssl.SSLError) else "connect"
-            raise classify(
-                _as_os_error(exc),
-                host=endpoint.host,
-                port=endpoint.port,
-                phase=phase,
-                use_ssl=use_ssl,
-                timeout=endpoint.timeout,
-            ) from exc
-        return cls(reader, writer, endpoint, context)
-
-    async def run(self, conversation: Conversation[T]) -> T:
-        """Execute the conversation's I/O requests until it returns (see
-        :meth:`smtpcore.transport.Transport.run`)."""
-        value: bytes | None = None
-        while True:
-            try:
-                request = conversation.send(value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            except SmtpProtocolError:
-                self.close()
-                raise
-            try:
-                value = await self._execute(request)
-            except (OSError, asyncio.TimeoutError) as exc:
-                self.close()
-                raise request_failure(
-                    _as_os_error(exc), request, self.endpoint
-                ) from exc
-            except EmailSessionError:
-                self.close()
-                raise
-
-    async def _execute(self, request: object) -> bytes | None:
-        timeout = self.endpoint.timeout
-        if isinstance(request, Read):
-            return await self._read(request)
-        if isinstance(request, Write):
-            data = memoryview(request.data)
-            for start in range(0, len(data), _WRITE_SIZE):
-                self.writer.write(data[start : start + _WRITE_SIZE])
-                # Bounded per piece, as in the blocking transport: an upload
-                # that keeps moving is never cut off.
-                await _within(self.writer.drain(), timeout)
-            # Over TLS asyncio drops writes after the peer reset the
-            # connection without drain() raising: look before claiming the
-            # bytes went out (else a lost upload would read as "sent").
-            await asyncio.sleep(0)
-            if self.writer.transport.is_closing() or self.reader.at_eof():
-                raise ConnectionResetError("the server closed the connection")
-            return None
-        await self._start_tls()
-        return None
-
-    async def _read(self, request: Read) -> bytes:
-        # As in Transport._read: the timeout bounds the whole reply.
-        now = time.monotonic()
-        if not request.continues:
-            self._deadline = now + request.timeout
-        if now >= self._deadline:
-            raise TimeoutError
-        timeout = self._deadline - now
-        if request.tls_probe_after is None or self.endpoint.use_ssl:
-            return await _within(self.reader.read(_READ_SIZE), timeout)
-        window = min(request.tls_probe_after, timeout / 2)
-        with contextlib.suppress(asyncio.TimeoutError):
-            return await _within(self.reader.read(_READ_SIZE), window)
-        started = time.monotonic()
-        remaining = timeout - window
-        endpoint = self.endpoint
-        if await asyncio.to_thread(speaks_tls, endpoint.host, endpoint.port, remaining):
-            raise implicit_tls_required(endpoint, window)
-        remaining -= time.monotonic() - started
-        if remaining <= 0:
-            raise TimeoutError
-        return await _within(self.reader.read(_READ_SIZE), remaining)
-
-    async def _start_tls(self) -> None:
-        endpoint = self.endpoint
-        if sys.version_info >= (3, 11):
-            # Our own deadline, so that a silent handshake is a timeout (the
-            # loop's ssl_handshake_timeout would abort the connection, which
-            # reads as a lost connection); the loop's is only a backstop.
-            await _within(
-                self.writer.start_tls(
-                    self.context,
-                    server_hostname=endpoint.host,
-                    ssl_handshake_timeout=endpoint.timeout * 2,
-                ),
-                endpoint.timeout,
-            )
-            return
-        # Python 3.10 has no StreamWriter.start_tls: do what 3.11's does.
-        loop = asyncio.get_running_loop()  # pragma: no cover
-        protocol: Any = self.writer.transport.get_protocol()  # pragma: no cover
-        await self.writer.drain()  # pragma: no cover
-        transport = await _within(  # pragma: no cover
-            loop.start_tls(
-                self.writer.transport,
-                protocol,
-                self.context,
-                server_hostname=endpoint.host,
-                ssl_handshake_timeout=endpoint.timeout * 2,
-            ),
-            endpoint.timeout,
-        )
-        self.writer._transport = transport  # type: ignore[attr-defined]  # pragma: no cover
-        protocol._transport = transport  # pragma: no cover
-        protocol._over_ssl = True  # pragma: no cover
-
-    def close(self) -> None:
-        """Close the connection at once.  Never raises."""
-        self.closed = True
-        with contextlib.suppress(Exception):
-            self.writer.transport.abort()
-
-    def hung_up(self) -> bool:
-        """Zero-round-trip liveness check of an idle session: anything the
-        idle server sent (EOF, or a 421 before closing) means it is gone."""
-        reader = self.reader
-        # StreamReader has no public "bytes buffered" query; _buffer has
-        # been there since asyncio's first release.
-        return (
-            self.closed
-            or self.writer.is_closing()
-            or reader.at_eof()
-            or bool(getattr(reader, "_buffer", b""))
-        )
-
-    def sockname(self) -> tuple[object, ...]:
-        """Our end of the connection."""
-        name = self.writer.get_extra_info("sockname")
-        return tuple(name) if name else ("127.0.0.1", 0)
-
-
-def _as_os_error(exc: BaseException) -> OSError:
-    # On Python 3.10 asyncio.TimeoutError is not the builtin TimeoutError.
-    if isinstance(exc, OSError):
-        return exc
-    return TimeoutError(str(exc) or "timed out")
 
 
 class AsyncSmtpClient:
@@ -369,7 +168,7 @@ class AsyncSmtpClient:
         transport, dialogue = self._transport, self._dialogue
         if transport is not None and dialogue is not None and not dialogue.conn.pending:
             with contextlib.suppress(SmtpCoreError):
-                await _within(transport.run(dialogue.quit()), self._options.timeout)
+                await within(transport.run(dialogue.quit()), self._options.timeout)
         self.abort()
 
     def abort(self) -> None:
