@@ -287,16 +287,18 @@ class Transport:
         closed the connection or sent a 421 before closing (RFC 5321 3.8),
         and either way the session is gone.
         """
-        sock = self.sock
         if self.closed:
             return True
+        sock = self.sock
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True
         try:
+            poller = self._poller
+            if poller is not None:
+                return bool(poller.poll(0))
             if hasattr(select, "poll"):
-                if self._poller is None:
-                    self._poller = select.poll()
-                    self._poller.register(sock, select.POLLIN)
+                self._poller = select.poll()
+                self._poller.register(sock, select.POLLIN)
                 return bool(self._poller.poll(0))
             readable, _, _ = select.select([sock], [], [], 0)
             return bool(readable)

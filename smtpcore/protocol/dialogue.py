@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
@@ -93,6 +94,11 @@ T = TypeVar("T")
 # purpose (anti-spam "greet pause") lose nothing: the check runs on a second
 # connection and the wait for the greeting goes on if the port is not TLS.
 GREETING_WINDOW = 1.0
+
+
+# A session asks for the same few reads over and over; the requests are
+# immutable, so each is built once.
+_read = functools.lru_cache(maxsize=256)(Read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +206,7 @@ class Dialogue:
                     + waiting_for,
                     in_doubt=in_doubt,
                 )
-            data = yield Read(
+            data = yield _read(
                 timeout or self.policy.timeout,
                 waiting_for,
                 in_doubt,
