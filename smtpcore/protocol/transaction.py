@@ -119,7 +119,8 @@ def _plan(
             "MAIL FROM",
             sender,
         )
-    if options.require_tls and not (tls and ext.requiretls):
+    require_tls = options.require_tls
+    if require_tls and not (tls and ext.requiretls):
         # RFC 8689 5: REQUIRETLS needs TLS on this hop and the server's offer.
         why = (
             "the server does not offer REQUIRETLS"
@@ -134,10 +135,11 @@ def _plan(
             "MAIL FROM",
             sender,
         )
-    utf8 = ext.smtputf8 and any(map(needs_smtputf8, [sender, *recipients]))
-    eight_bit = message.eight_bit
+    keywords = ext.keywords  # upper-cased: each test below is one lookup
+    utf8 = "SMTPUTF8" in keywords and any(map(needs_smtputf8, [sender, *recipients]))
     binary = message.binary
-    if binary and not (ext.chunking and ext.binarymime):
+    eight_bit = not binary and message.eight_bit
+    if binary and not ("CHUNKING" in keywords and "BINARYMIME" in keywords):
         # RFC 3030 3: binary content only with CHUNKING and BINARYMIME.
         raise _refusal(
             SmtpErrorKind.MESSAGE_NOT_ACCEPTED,
@@ -147,7 +149,7 @@ def _plan(
             "MAIL FROM",
             sender,
         )
-    if eight_bit and not binary and not (ext.eightbitmime or utf8):
+    if eight_bit and not ("8BITMIME" in keywords or utf8):
         # RFC 6152 3: 8-bit content only to a server that offers 8BITMIME.
         raise _refusal(
             SmtpErrorKind.MESSAGE_NOT_ACCEPTED,
@@ -158,17 +160,17 @@ def _plan(
             sender,
         )
     params: list[bytes] = []
-    if ext.has("SIZE"):
+    if "SIZE" in keywords:
         params.append(b"SIZE=%d" % size)
     if binary:
         params.append(b"BODY=BINARYMIME")
-    elif eight_bit and ext.eightbitmime:
+    elif eight_bit and "8BITMIME" in keywords:
         params.append(b"BODY=8BITMIME")
     if utf8:
         params.append(b"SMTPUTF8")
-    if options.require_tls:
+    if require_tls:
         params.append(b"REQUIRETLS")
-    dsn = options.dsn if ext.dsn else None
+    dsn = options.dsn if "DSN" in keywords else None
     notify: tuple[bytes, ...] = ()
     if dsn is not None:
         if dsn.ret:
@@ -179,12 +181,12 @@ def _plan(
             notify = (b"NOTIFY=" + ",".join(v.upper() for v in dsn.notify).encode(),)
     mail = Mail(_encode(sender, utf8, sender=True), tuple(params))
     rcpts = _rcpts(tuple(recipients), utf8, notify, dsn is not None and dsn.orcpt)
-    chunked = ext.chunking
+    chunked = "CHUNKING" in keywords
     data = message.data
     # A streamed message's BDAT chunks follow the RCPT replies; an in-memory
     # one's single BDAT LAST may ride with the group like DATA.
     in_group = (
-        ext.pipelining
+        "PIPELINING" in keywords
         and not lmtp
         and (options.allow_partial or len(rcpts) == 1)
         and not (chunked and data is None)
