@@ -473,7 +473,9 @@ class Dialogue:
     ) -> Conversation[None]:
         """Several transactions, pipelined back to back where the server
         allows (see :func:`smtpcore.protocol.transaction.run_batch`)."""
-        yield from run_batch(self, messages, options, results)
+        # The batch's own generator, not one wrapped around it: every reply
+        # of the batch would pass through the wrapper too.
+        return run_batch(self, messages, options, results)
 
     def transaction(
         self,
