@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import inspect
 import smtplib
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -352,6 +353,46 @@ def smtpcore_async_pool(ep: Endpoint, w: Workload, count: int, deadline: float) 
     asyncio.run(_smtpcore_async(ep, w, count, deadline, POOL))
 
 
+# --------------------------------------------------------------- the floor
+
+
+def _read_lines(sock: socket.socket, lines: int) -> None:
+    """Read ``lines`` single-line replies; refuse anything but 2yz / 3yz."""
+    buffer = b""
+    while buffer.count(b"\n") < lines:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        buffer += chunk
+    if any(line[:1] not in (b"2", b"3") for line in buffer.splitlines()):
+        raise RuntimeError(f"refused: {buffer!r}")
+
+
+def raw_two_round_trips(ep: Endpoint, w: Workload, count: int, deadline: float) -> None:
+    """The least a DATA client can do per message on a reused connection
+    with PIPELINING: MAIL, RCPT and DATA in one write, the content in a
+    second, a bare recv for the replies, no checks.  Not a usable client: a
+    lower bound for the reused variants (two waits per message)."""
+    group = b"MAIL FROM:<%s>\r\n" % w.sender.encode()
+    group += b"".join(b"RCPT TO:<%s>\r\n" % r.encode() for r in w.recipients)
+    group += b"DATA\r\n"
+    content = w.data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+    with socket.create_connection((ep.host, ep.port), timeout=TIMEOUT) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _read_lines(sock, 1)
+        sock.sendall(b"EHLO " + HELO.encode() + b"\r\n")
+        reply = b""
+        while not reply.endswith(b"\n") or b"\n250 " not in b"\n" + reply:
+            reply += sock.recv(65536)
+        for _ in range(count):
+            _check(deadline)
+            sock.sendall(group)
+            _read_lines(sock, len(w.recipients) + 2)
+            sock.sendall(content)
+            _read_lines(sock, 1)
+        sock.sendall(b"QUIT\r\n")
+
+
 # -------------------------------------------------------------- smtp-source
 
 
@@ -463,6 +504,11 @@ VARIANTS: dict[str, Variant] = {
             "Postfix smtp-source -d -s 1 (C)",
             smtp_source,
             missing=smtp_source_missing,
+        ),
+        Variant(
+            "raw-2rt",
+            "floor: raw socket, 2 round trips, no checks",
+            raw_two_round_trips,
         ),
     )
 }
