@@ -20,6 +20,7 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import Literal
 
+from smtpcore._net import connect_tcp
 from smtpcore.errors import EmailSessionError, EmailSessionReason
 
 __all__ = [
@@ -268,7 +269,7 @@ def speaks_tls(host: str, port: int, timeout: float) -> bool:
     """
     try:
         with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
+            connect_tcp(host, port, timeout) as raw,
             unverified_context().wrap_socket(raw, server_hostname=host),
         ):
             return True

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import TypeVar
 
+from smtpcore._net import connect_tcp
 from smtpcore.errors import (
     EmailSessionError,
     EmailSessionReason,
@@ -141,9 +142,7 @@ class Transport:
         phase: Phase = "connect"
         sock: socket.socket | None = None
         try:
-            sock = socket.create_connection(
-                (endpoint.host, endpoint.port), timeout=endpoint.timeout
-            )
+            sock = connect_tcp(endpoint.host, endpoint.port, endpoint.timeout)
             # A pipelined group goes out in one write; Nagle's algorithm
             # would hold the next small write back for a delayed ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
