@@ -47,6 +47,7 @@ __all__ = [
     "join",
     "load_tls_context",
     "one_line",
+    "positive_seconds",
     "printable",
     "resolve_mode",
     "session_exit_status",
@@ -113,7 +114,11 @@ def exit_status_rows() -> list[tuple[str, str]]:
         ``(status, meaning)`` pairs; session errors name their reason.
     """
     rows = [
-        (str(EXIT_OK), "sent (send); the session opened as a send would (probe)"),
+        (
+            str(EXIT_OK),
+            "sent (send; with --allow-partial, to at least one recipient, the "
+            "refused ones reported); the session opened as a send would (probe)",
+        ),
         (str(EXIT_UNEXPECTED), "an unexpected failure (a bug: please report it)"),
         (str(EXIT_USAGE), "usage error: a wrong or missing option"),
         (
@@ -123,7 +128,11 @@ def exit_status_rows() -> list[tuple[str, str]]:
             "an unreadable file (attachment, --message, --session, --ca-file), "
             "an address that breaks RFC 5321",
         ),
-        (str(EXIT_REFUSED), "the server refused a command (SmtpCommandError)"),
+        (
+            str(EXIT_REFUSED),
+            "the server refused a command (SmtpCommandError); with "
+            "--allow-partial, a recipient refusal only when it refused them all",
+        ),
         (str(EXIT_PROTOCOL), "the server broke the protocol (SmtpProtocolError)"),
     ]
     for reason in EmailSessionReason:
@@ -171,9 +180,14 @@ _CLI_HINTS: dict[EmailSessionReason, str] = {
     EmailSessionReason.CRL_SERVER_DOWN: "leave out --check-revocation to skip it",
     EmailSessionReason.CONNECTION_TIMEOUT: "--timeout SECONDS waits longer",
     EmailSessionReason.STARTTLS_NOT_AVAILABLE: (
-        "--ssl with the server's implicit-TLS port (usually 465)"
+        "--ssl with the server's implicit-TLS port (usually 465); on a trusted "
+        "network only, 'send --allow-insecure-auth' sends the credentials in clear"
     ),
 }
+# A timeout waiting for the final reply is data_timeout's, not timeout's.
+_DATA_TIMEOUT_HINT = (
+    "--data-timeout SECONDS waits longer for the reply after the message content"
+)
 
 # Reasons that 'smtpcore probe' explains further: the certificate the server
 # presented, or the mechanisms it offers.
@@ -389,12 +403,12 @@ def add_connection_options(
         dest="mode",
         action="store_const",
         const="no-tls",
-        help="plain connect and no TLS at all (credentials are then refused); "
-        "default port 25",
+        help="plain connect and no TLS at all (credentials are then refused "
+        "unless 'send --allow-insecure-auth' is given); default port 25",
     )
     group.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=30.0,
         metavar="SECONDS",
         help="for connecting, the TLS handshake and every reply (default 30)",
@@ -408,7 +422,7 @@ def add_connection_options(
     return group
 
 
-def _positive_seconds(text: str) -> float:
+def positive_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -491,6 +505,9 @@ def describe(error: BaseException, *, probe_hint: bool = True) -> str:
     if isinstance(error, EmailSessionError):
         text = str(error)
         hint = cli_hint(error.reason)
+        timeout = error.reason is EmailSessionReason.CONNECTION_TIMEOUT
+        if timeout and error.delivery_unknown:
+            hint = _DATA_TIMEOUT_HINT
         if hint:
             text += f" On the command line: {hint}."
         shows = _PROBE_SHOWS.get(error.reason)

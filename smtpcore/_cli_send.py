@@ -20,6 +20,8 @@ from smtpcore._cli_common import (
     exit_status,
     join,
     load_tls_context,
+    one_line,
+    positive_seconds,
 )
 from smtpcore._cli_input import (
     PRIORITIES,
@@ -39,7 +41,14 @@ from smtpcore.probe import error_details, reply_details
 from smtpcore.session import send_email
 from smtpcore.validation import validate_session_details
 
-__all__ = ["Outcome", "check_usage", "configure_parser", "progress_bar", "run_send"]
+__all__ = [
+    "Outcome",
+    "check_usage",
+    "configure_parser",
+    "progress_bar",
+    "refused_text",
+    "run_send",
+]
 
 # The options that describe the message; --message FILE replaces them all.
 _MESSAGE_OPTIONS = (
@@ -85,10 +94,29 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--port and --user; --password-env still overrides its password, and "
         "a mode option overrides its UseSsl",
     )
-    add_connection_options(parser).add_argument(
+    server.add_argument(
+        "--allow-insecure-auth",
+        action="store_true",
+        help="send the credentials even when the connection is not encrypted "
+        "(--no-tls, or a server that offers no STARTTLS), which is otherwise "
+        "refused before they are sent: the password then crosses the network "
+        "in clear, readable by anyone on the path; for a trusted network or a "
+        "local test server only",
+    )
+    connection = add_connection_options(parser)
+    connection.add_argument(
         "--check-revocation",
         action="store_true",
         help="fetch the certificate's CRL and refuse a revoked certificate",
+    )
+    connection.add_argument(
+        "--data-timeout",
+        type=positive_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="for the server's final reply after the message content, which "
+        "--timeout does not bound (default 600, the 10 minutes of RFC 5321 "
+        "4.5.3.2.6)",
     )
     message = parser.add_argument_group("message")
     message.add_argument("--from", dest="from_", metavar="ADDRESS", help="the sender")
@@ -131,6 +159,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="the message in the seed's JSON shape (bare tokens such as "
         "EmailMessagePriority.Urgent included), or a JSON array of them, all "
         "sent over one session; replaces the options above",
+    )
+    message.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="when the server refuses some of a message's recipients, deliver "
+        "it to the accepted ones and report each refused one with the "
+        "server's reply (on stdout, in --json, and as a warning on stderr); "
+        "the exit status is 0 when at least one recipient accepted it. "
+        "Without it, one refused recipient means the message is not sent "
+        "(exit status 4)",
     )
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -246,17 +284,44 @@ class Outcome:
         return {"index": self.index, "status": "not_sent"}
 
 
+def refused_text(result: SendResult) -> str:
+    """The recipients ``--allow-partial`` let the server refuse, each with
+    its reply on one line, e.g. ``a@example.com (550 5.1.1 No such user)``.
+
+    Args:
+        result: a delivered message's result.
+
+    Returns:
+        The refused recipients, comma-separated; "" when there are none.
+    """
+    return ", ".join(
+        f"{address} ({one_line(str(reply))})"
+        for address, reply in result.rejected.items()
+    )
+
+
 def _report_line(outcome: Outcome, total: int) -> str:
     where = f"message {outcome.index + 1}/{total} " if total > 1 else ""
     result = outcome.result
     if result is not None:
+        refused = refused_text(result)
         return (
             f"{where}sent: {result.reply}; Message-ID {result.message_id or '-'}; "
             f"recipients {join(result.accepted)}"
+            + (f"; refused {refused}" if refused else "")
         )
     if outcome.error is not None:
         return f"{where}not sent: {describe(outcome.error)}"
     return f"{where}not sent: skipped, the session had failed"
+
+
+def _partial_warning(result: SendResult, index: int, total: int) -> str:
+    where = f"message {index + 1}/{total} " if total > 1 else "the message "
+    count = len(result.accepted) + len(result.rejected)
+    return (
+        f"{where}was not delivered to {len(result.rejected)} of {count} "
+        f"recipients (--allow-partial): refused {refused_text(result)}"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -323,8 +388,9 @@ def run_send(args: argparse.Namespace, console: Console) -> int:
         console: where output goes.
 
     Returns:
-        0 when every message was sent, else the exit status of the first
-        failure.
+        0 when every message was sent (with ``--allow-partial``, to at least
+        one recipient; the refused ones are reported and warned about), else
+        the exit status of the first failure.
     """
     try:
         details, starttls = session_details(args, console)
@@ -337,9 +403,12 @@ def run_send(args: argparse.Namespace, console: Console) -> int:
 
     options: dict[str, Any] = {
         "timeout": args.timeout,
+        "data_timeout": args.data_timeout,
         "tls_context": context,
         "starttls": starttls,
+        "allow_insecure_auth": args.allow_insecure_auth,
         "check_revocation": args.check_revocation,
+        "allow_partial": args.allow_partial,
     }
     total = len(messages)
     progress = _Progress(
@@ -361,6 +430,8 @@ def run_send(args: argparse.Namespace, console: Console) -> int:
                 progress.clear()
                 if not console.json_output and (total > 1 or outcome.result):
                     console.say(_report_line(outcome, total))
+                if outcome.result is not None and outcome.result.rejected:
+                    console.warn(_partial_warning(outcome.result, index, total))
                 progress.draw(index + 1)
     finally:
         progress.clear()

@@ -111,6 +111,28 @@ def test_usage_errors_are_one_line(args: list[str], words: str) -> None:
     assert words in error_line(done)
 
 
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("0", "above 0"),
+        ("-5", "above 0"),
+        ("86401", "at most 86400"),
+        ("nan", "above 0"),
+        ("ten", "not a number of seconds: 'ten'"),
+        ("", "not a number of seconds"),
+    ],
+)
+def test_bad_data_timeout_is_a_usage_error_before_connecting(
+    server: LocalSmtpServer, value: str, words: str
+) -> None:
+    done = run("send", "--host", server.host, "--port", str(server.port),
+               *_MESSAGE, "--data-timeout", value)  # fmt: skip
+    assert done.returncode == 2
+    line = error_line(done)
+    assert "--data-timeout" in line and words in line
+    assert done.stdout == "" and server.connections == 0
+
+
 # ----------------------------------------------------------------- probe
 
 
@@ -236,7 +258,8 @@ def test_help_is_complete() -> None:
         "--password-env", "--from", "--to", "--cc", "--bcc", "--subject",
         "--body", "--body-file", "--html", "--attach", "--priority",
         "--message", "--session", "-v", "--json", "--timeout", "--ca-file",
-        "--check-revocation",
+        "--check-revocation", "--allow-insecure-auth", "--allow-partial",
+        "--data-timeout",
     ):  # fmt: skip
         assert re.search(rf"(^|[\s,\[]){re.escape(option)}\b", send), option
     probe = run("probe", "--help").stdout
@@ -255,6 +278,37 @@ def test_help_is_complete() -> None:
     for text in (send, probe, top):
         assert "exit status:" in text
         assert "   18  EmailSessionError INVALID_USERNAME_OR_PASSWORD" in text
+
+
+def _option_help(text: str, option: str) -> str:
+    """An option's help text from --help output, on one line."""
+    start = text.index(f"\n  {option}")
+    end = text.index("\n  -", start + 1)
+    return " ".join(text[start:end].split())
+
+
+def test_new_send_options_say_what_they_do() -> None:
+    send = run("send", "--help").stdout
+    insecure = _option_help(send, "--allow-insecure-auth")
+    assert "the password then crosses the network in clear" in insecure
+    assert "trusted network" in insecure
+    partial = _option_help(send, "--allow-partial")
+    assert "refused" in partial and "exit status is 0" in partial
+    data = _option_help(send, "--data-timeout SECONDS")
+    assert "final reply after the message content" in data
+    assert "default 600" in data and "4.5.3.2.6" in data
+    # probe sends no credentials and no message: none of them is its option.
+    probe = run("probe", "--help").stdout
+    for option in ("--allow-insecure-auth", "--allow-partial", "--data-timeout"):
+        assert f"\n  {option}" not in probe
+
+
+def test_docs_list_the_send_options() -> None:
+    doc = DOCS.read_text()
+    for option in ("--allow-insecure-auth", "--allow-partial", "--data-timeout"):
+        assert f"[{option}" in doc, option  # in the synopsis
+        assert f"`{option}" in doc, option  # and explained
+    assert "the password crosses the network in clear" in doc
 
 
 def test_docs_exit_status_table_is_the_codes_own() -> None:

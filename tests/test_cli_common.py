@@ -3,6 +3,7 @@ transcript on stderr, and the --ca-file context."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import ssl
@@ -25,6 +26,7 @@ from smtpcore._cli_common import (
     exit_status_rows,
     load_tls_context,
     one_line,
+    positive_seconds,
     printable,
     session_exit_status,
 )
@@ -88,6 +90,9 @@ def test_exit_status_rows_are_unique_and_complete() -> None:
     meanings = dict(rows)
     for reason in EmailSessionReason:
         assert reason.name in meanings[str(session_exit_status(reason))]
+    # A partial delivery is a delivery; a message refused by every recipient
+    # is a refusal, --allow-partial or not.
+    assert "--allow-partial" in meanings["0"] and "--allow-partial" in meanings["4"]
 
 
 @settings(max_examples=200)
@@ -182,3 +187,47 @@ def test_describe_adds_command_line_hints() -> None:
     missing = describe(FileNotFoundError(2, "No such file or directory", "/x/a.txt"))
     assert missing == "/x/a.txt: No such file or directory"
     assert describe(KeyError("k")) == "unexpected KeyError: 'k'"
+
+
+def test_describe_a_timeout_after_the_content_points_to_data_timeout() -> None:
+    reason = EmailSessionReason.CONNECTION_TIMEOUT
+    waiting = EmailSessionError(reason, "timed out after 1s waiting for the greeting")
+    assert "On the command line: --timeout SECONDS waits longer." in describe(waiting)
+    assert "--data-timeout" not in describe(waiting)
+    final = EmailSessionError(
+        reason,
+        "timed out after 1s waiting for the final reply after the message content",
+        delivery_unknown=True,
+    )
+    text = describe(final)
+    assert "delivery is unknown" in text
+    assert text.endswith(
+        "On the command line: --data-timeout SECONDS waits longer for the reply "
+        "after the message content."
+    )
+    # Another reason with delivery unknown keeps its own hint.
+    lost = EmailSessionError(
+        EmailSessionReason.CONNECTION_LOST, "closed", delivery_unknown=True
+    )
+    assert "--data-timeout" not in describe(lost)
+
+
+def test_starttls_not_available_hint_names_allow_insecure_auth() -> None:
+    error = EmailSessionError(EmailSessionReason.STARTTLS_NOT_AVAILABLE, "no TLS")
+    text = describe(error)
+    assert "--ssl" in text and "'send --allow-insecure-auth'" in text
+    assert "in clear" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1", 1.0), ("0.25", 0.25), ("600", 600.0), ("86400", 86400.0)],
+)
+def test_positive_seconds(text: str, seconds: float) -> None:
+    assert positive_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "86400.5", "nan", "inf", "-inf", "x", ""])
+def test_positive_seconds_refuses(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        positive_seconds(text)

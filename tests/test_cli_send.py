@@ -13,6 +13,7 @@ import pty
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,12 +22,15 @@ import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smtpcore import SendResult
 from smtpcore._cli_common import session_exit_status
-from smtpcore._cli_send import progress_bar
+from smtpcore._cli_send import progress_bar, refused_text
 from smtpcore.demo import SEED_EXAMPLES
 from smtpcore.errors import EmailSessionReason
+from smtpcore.protocol.replies import SmtpReply
 from smtpcore.testserver import LocalSmtpServer
 from tests.clirun import TIMEOUT, USER, assert_never_shown, error_line, run, wire_forms
+from tests.rawserver import RawServer, smtp_script
 
 REFUSED = "refused@example.com"
 
@@ -410,3 +414,169 @@ def test_progress_bar_text(done_total: tuple[int, int]) -> None:
     assert len(filled) + len(empty) == 20
     assert (len(filled) == 20) == (done == total)
     assert (match.group(3), match.group(4)) == (str(done), str(total))
+
+
+# --------------------------------------------------------- --allow-partial
+
+
+def test_allow_partial_delivers_to_the_accepted_and_reports_the_refused(
+    server: LocalSmtpServer, send_args: list[str], env: dict[str, str]
+) -> None:
+    message = ["--from", USER, "--to", "a@example.com", REFUSED, "--subject", "P"]
+    done = run(*send_args, *message, "--allow-partial", env=env)
+    assert done.returncode == 0, done.stderr
+    [received] = server.wait_for_messages(1)
+    assert received.rcpt_tos == ("a@example.com",)
+    [line] = done.stdout.splitlines()
+    assert line.startswith("sent: 250 ")
+    refusal = f"{REFUSED} (550 5.1.1 <{REFUSED}>: Recipient address rejected)"
+    assert line.endswith(f"; recipients a@example.com; refused {refusal}")
+    [warning] = done.stderr.splitlines()
+    assert warning == (
+        "smtpcore: warning: the message was not delivered to 1 of 2 recipients "
+        f"(--allow-partial): refused {refusal}"
+    )
+
+    server.reset()
+    as_json = run(*send_args, *message, "--allow-partial", "--json", env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert document["ok"] is True and document["exit_status"] == 0
+    assert document["error"] is None
+    [sent] = document["messages"]
+    assert sent["status"] == "sent" and sent["accepted"] == ["a@example.com"]
+    assert sent["rejected"] == {
+        REFUSED: {
+            "code": 550,
+            "enhanced_status": "5.1.1",
+            "text": f"5.1.1 <{REFUSED}>: Recipient address rejected",
+        }
+    }
+    assert REFUSED in as_json.stderr and "warning" in as_json.stderr
+    assert len(server.wait_for_messages(1)) == 1
+
+
+def test_without_allow_partial_one_refused_recipient_sends_nothing(
+    server: LocalSmtpServer, send_args: list[str], env: dict[str, str]
+) -> None:
+    done = run(*send_args, "--from", USER, "--to", "a@example.com", REFUSED, env=env)
+    assert done.returncode == 4
+    line = error_line(done)
+    assert f"RCPT TO for '{REFUSED}' refused: 550 5.1.1" in line
+    assert done.stdout == ""
+    assert server.messages == []
+    [session] = server.sessions
+    assert "RSET" in [command.line.split(" ")[0].upper() for command in session]
+
+
+def test_allow_partial_applies_to_every_message_of_an_array(
+    server: LocalSmtpServer, send_args: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    def message(*to: str) -> str:
+        return json.dumps({"To": list(to), "From": USER, "Subject": "array"})
+
+    messages = tmp_path / "two.json"
+    # The first is delivered to one of two; the second's only recipient is
+    # refused, which --allow-partial does not make a delivery.
+    messages.write_text(f"[{message('a@example.com', REFUSED)}, {message(REFUSED)}]")
+    done = run(*send_args, "--message", str(messages), "--allow-partial", env=env)
+    assert done.returncode == 4
+    first, second = done.stdout.splitlines()
+    assert first.startswith("message 1/2 sent: 250 ")
+    assert first.endswith(f"; refused {REFUSED} (550 5.1.1 <{REFUSED}>: "
+                          "Recipient address rejected)")  # fmt: skip
+    assert second.startswith(f"message 2/2 not sent: RCPT TO for '{REFUSED}'")
+    warning, error = done.stderr.splitlines()
+    assert warning.startswith("smtpcore: warning: message 1/2 was not delivered")
+    assert error.startswith("smtpcore: error: 1 of 2 messages not sent")
+    [received] = server.wait_for_messages(1)
+    assert received.rcpt_tos == ("a@example.com",)
+
+
+def test_refused_text_is_one_printable_line() -> None:
+    reply = SmtpReply(550, (b"5.1.1 no such user", b"\x1b[2Jsee you"))
+    result = SendResult("<id@x>", ["a@example.com"], {"b@example.com": reply}, reply)
+    assert refused_text(result) == (
+        "b@example.com (550 5.1.1 no such user / \\x1b[2Jsee you)"
+    )
+    assert refused_text(SendResult(None, ["a@example.com"], {}, reply)) == ""
+
+
+# ---------------------------------------------------- --allow-insecure-auth
+
+
+@pytest.fixture(scope="module")
+def _clear_auth_server(password: str) -> Iterator[LocalSmtpServer]:
+    with LocalSmtpServer(tls="none", users={USER: password}) as server:
+        yield server
+
+
+@pytest.fixture
+def clear_auth(_clear_auth_server: LocalSmtpServer) -> LocalSmtpServer:
+    """No STARTTLS; AUTH PLAIN and LOGIN offered in clear."""
+    _clear_auth_server.reset()
+    return _clear_auth_server
+
+
+def _verbs(server: LocalSmtpServer) -> list[str]:
+    return [c.line.split(" ")[0].upper() for s in server.sessions for c in s]
+
+
+@pytest.mark.parametrize("mode", [[], ["--no-tls"]], ids=["auto", "no-tls"])
+def test_allow_insecure_auth_sends_the_credentials_in_clear(
+    clear_auth: LocalSmtpServer, env: dict[str, str], password: str, mode: list[str]
+) -> None:
+    args = [
+        "send", "--host", clear_auth.host, "--port", str(clear_auth.port), *mode,
+        "--user", USER, "--password-env", "SMTP_PASSWORD", "--from", USER,
+        "--to", "a@example.com", "--timeout", TIMEOUT,
+    ]  # fmt: skip
+    refused = run(*args, env=env)
+    status = session_exit_status(EmailSessionReason.STARTTLS_NOT_AVAILABLE)
+    assert refused.returncode == status == 21
+    line = error_line(refused)
+    assert "StartTlsNotAvailable" in line and "nothing was sent in clear" in line
+    assert "--allow-insecure-auth" in line
+    # Refused before any credentials went out: the server saw no AUTH.
+    assert clear_auth.connections == 1 and "AUTH" not in _verbs(clear_auth)
+    assert clear_auth.messages == []
+
+    clear_auth.reset()
+    done = run(*args, "--allow-insecure-auth", "-v", env=env)
+    assert done.returncode == 0, done.stderr
+    [message] = clear_auth.wait_for_messages(1)
+    assert message.auth_user == USER and not message.tls
+    assert "AUTH" in _verbs(clear_auth) and "STARTTLS" not in _verbs(clear_auth)
+    assert done.stdout.startswith("sent: 250 ")
+    assert "C: AUTH PLAIN <redacted>" in done.stderr
+    assert_never_shown(done, wire_forms(USER, password))
+
+
+# ----------------------------------------------------------- --data-timeout
+
+
+def test_data_timeout_bounds_the_wait_for_the_final_reply() -> None:
+    with RawServer(smtp_script("CONTENT", "silence")) as raw:
+        started = time.monotonic()
+        # --timeout is long: only --data-timeout can end this early (the raw
+        # server holds the connection silent for 10 seconds).
+        done = run(
+            "send", "--host", raw.host, "--port", str(raw.port), "--no-tls",
+            "--from", USER, "--to", "a@example.com", "--timeout", "30",
+            "--data-timeout", "1", "--json",
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+        [conn] = raw.connections
+        assert len(conn.contents) == 1  # the content went out in full
+    status = session_exit_status(EmailSessionReason.CONNECTION_TIMEOUT)
+    assert done.returncode == status == 19
+    assert 1.0 <= elapsed < 6.0
+    line = error_line(done)
+    assert "final reply" in line and "delivery is unknown" in line
+    assert "On the command line: --data-timeout SECONDS waits longer" in line
+    document = json.loads(done.stdout)
+    assert document["exit_status"] == 19
+    [failed] = document["messages"]
+    assert failed["status"] == "failed"
+    assert failed["error"]["reason"] == "CONNECTION_TIMEOUT"
+    assert failed["error"]["delivery_unknown"] is True
