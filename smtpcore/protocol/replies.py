@@ -283,6 +283,8 @@ class ReplyParser:
         if self._error is not None:
             raise SmtpProtocolError(self._error)
         buf = self._buf
+        if not buf:
+            return None  # the usual wait for the next reply: nothing to scan
         if not self._lines:
             # At the start of a reply (so at the start of the buffer): a line
             # seen before needs no parsing.
