@@ -104,9 +104,10 @@ def endpoint(
 # derandomised, reproducible run under CI.
 settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
-# For long local runs: ``pytest --hypothesis-profile=big`` (the option is
-# applied after this file, so it wins over the line below).  Property tests
-# that pin a CI example count take this one when it is larger.
+# For long local runs: ``pytest --hypothesis-profile=big --timeout=1800``
+# (the option is applied after this file, so it wins over the line below;
+# the suite's 60 s per test is too short for 2000 end-to-end examples).
+# Property tests that pin a CI example count take this one when it is larger.
 settings.register_profile("big", deadline=None, max_examples=2000)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 

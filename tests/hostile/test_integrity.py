@@ -29,7 +29,8 @@ comparison says so instead of the generators avoiding it:
 
 Example counts: CI runs :data:`EXAMPLES` (200) derandomised (profile
 "ci"); the "big" profile of the root conftest raises every property test
-here to its own ``max_examples`` (``pytest --hypothesis-profile=big``).
+here to its own ``max_examples``
+(``pytest --hypothesis-profile=big --timeout=1800``).
 """
 
 from __future__ import annotations
