@@ -36,6 +36,7 @@ from smtpcore.opening import (
     endpoint_of,
     may_retry,
     revocation_checking,
+    session_send_options,
     settle_batch_failure,
 )
 from smtpcore.protocol.dialogue import Conversation, Dialogue
@@ -354,14 +355,7 @@ async def send_email_async(
     A session opened by the blocking ``send_email`` on the same details is
     closed and replaced by an asyncio one (and the other way round).
     """
-    send_options = SendOptions(
-        bool(options.pop("allow_partial", False)),
-        options.pop("dsn", None),
-        bool(options.pop("require_tls", False)),
-    )
-    validate_session_details(
-        session_details, password_required=options.get("oauth_token") is None
-    )
+    send_options = session_send_options(session_details, options)
     built = await _prepared(message)
     client = session_details._session
     if not isinstance(client, AsyncSmtpClient):

@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from smtpcore.errors import (
     ArgumentError,
@@ -28,7 +28,7 @@ from smtpcore.errors import (
 from smtpcore.models import BasicEmailSessionDetails
 from smtpcore.protocol.dialogue import SessionPolicy
 from smtpcore.protocol.saslbase import TokenSource
-from smtpcore.protocol.transaction import SendResult
+from smtpcore.protocol.transaction import SendOptions, SendResult
 from smtpcore.tls import (
     CrlUnavailable,
     antivirus_product,
@@ -38,6 +38,7 @@ from smtpcore.tls import (
     unverified_context,
 )
 from smtpcore.transport import Endpoint, address_literal, peer_leaf
+from smtpcore.validation import validate_session_details
 
 __all__ = [
     "UNTRUSTED_CODES",
@@ -48,6 +49,7 @@ __all__ = [
     "may_retry",
     "replaced_by_antivirus",
     "revocation_checking",
+    "session_send_options",
     "settle_batch_failure",
 ]
 
@@ -134,6 +136,35 @@ class ClientOptions:
             # NTLM server that sends no timestamp of its own.
             ntlm_timestamp=time.time_ns() // 100 + 116_444_736_000_000_000,
         )
+
+
+def session_send_options(
+    details: BasicEmailSessionDetails, options: dict[str, Any]
+) -> SendOptions:
+    """What ``send_email`` and ``send_email_async`` do before anything else:
+    take the per-message options out of ``options`` (what remains is for
+    the client) and check the details, before any connection is opened.
+
+    Args:
+        details: the session details.
+        options: the keyword options of the call; changed in place.
+
+    Returns:
+        The per-message options.
+
+    Raises:
+        PropertyNullError, PropertyEmptyError, PropertyValueOutOfRangeError:
+            invalid details.
+    """
+    send_options = SendOptions(
+        bool(options.pop("allow_partial", False)),
+        options.pop("dsn", None),
+        bool(options.pop("require_tls", False)),
+    )
+    validate_session_details(
+        details, password_required=options.get("oauth_token") is None
+    )
+    return send_options
 
 
 def endpoint_of(details: BasicEmailSessionDetails, timeout: float) -> Endpoint:

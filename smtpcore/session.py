@@ -14,8 +14,8 @@ from typing import Any
 from smtpcore.client import SmtpClient
 from smtpcore.envelope import prepare
 from smtpcore.models import BasicEmailSessionDetails, EmailMessage
-from smtpcore.protocol.transaction import SendOptions, SendResult
-from smtpcore.validation import validate_session_details
+from smtpcore.opening import session_send_options
+from smtpcore.protocol.transaction import SendResult
 
 __all__ = ["send_email"]
 
@@ -52,14 +52,7 @@ def send_email(
         EmailSessionError: the session could not be opened or broke.
         SmtpProtocolError: the server broke the protocol.
     """
-    send_options = SendOptions(
-        bool(options.pop("allow_partial", False)),
-        options.pop("dsn", None),
-        bool(options.pop("require_tls", False)),
-    )
-    validate_session_details(
-        session_details, password_required=options.get("oauth_token") is None
-    )
+    send_options = session_send_options(session_details, options)
     built = prepare(message)
     client = session_details._session
     if not isinstance(client, SmtpClient):

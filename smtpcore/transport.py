@@ -231,11 +231,11 @@ class Transport:
             timeout = request.timeout
             self._deadline = now + timeout
         if request.tls_probe_after is None or self.endpoint.use_ssl:
-            return self._recv(timeout)
+            return self._recv(timeout, self._deadline)
         # Leave the probe at least half the timeout, however short it is.
         window = min(request.tls_probe_after, timeout / 2)
         try:
-            return self._recv(window)
+            return self._recv(window, now + window)
         except TimeoutError:
             pass
         started = time.monotonic()
@@ -246,16 +246,16 @@ class Transport:
         remaining -= time.monotonic() - started
         if remaining <= 0:
             raise TimeoutError
-        return self._recv(remaining)
+        return self._recv(remaining, time.monotonic() + remaining)
 
-    def _recv(self, timeout: float) -> bytes:
+    def _recv(self, timeout: float, deadline: float) -> bytes:
+        """One ``recv`` within ``timeout`` seconds, which end at ``deadline``."""
         if not self._kernel_timeouts:
             self._set_timeout(timeout)
             return self.sock.recv(_READ_SIZE)
         # The kernel bound stays at the session timeout, so that the final
         # reply's longer wait (RFC 5321 4.5.3.2.6) costs no setsockopt() per
         # message: a longer wait is served in several bounded pieces.
-        deadline = time.monotonic() + timeout
         while True:
             wait = min(timeout, self.endpoint.timeout)
             if wait != self._timeout:

@@ -92,17 +92,7 @@ def check_raw_message(data: bytes) -> str | None:
     Raises:
         Nothing.
     """
-    if b"\0" in data:
-        return _NUL_REASON
-    start = long_line_start(data)
-    if start is None:
-        return None
-    ends = [i for i in (data.find(b"\r", start), data.find(b"\n", start)) if i >= 0]
-    head = data[:start]
-    # Every line end before the long line, normalised as the encoder will:
-    # CRLF counts once, bare CR and bare LF once each.
-    line = head.count(b"\r") + head.count(b"\n") - head.count(b"\r\n") + 1
-    return _long_line_reason(line, min(ends, default=len(data)) - start)
+    return check_and_normalise(data)[1]
 
 
 def check_and_normalise(data: bytes) -> tuple[bytes, str | None]:
