@@ -56,6 +56,7 @@ def send_email(
     built = prepare(message)
     client = session_details._session
     if not isinstance(client, SmtpClient):
+        session_details.close()  # an asyncio session left open: end it
         client = SmtpClient(session_details, **options)
         session_details._session = client
     try:

@@ -101,9 +101,14 @@ def test_switching_between_blocking_and_asyncio_on_one_details(
     send_email(message("blocking"), details, close_session=False, **options)
     assert isinstance(details._session, SmtpClient)
     run(send_email_async(message("asyncio"), details, close_session=False, **options))
-    assert isinstance(details._session, AsyncSmtpClient)
+    asyncio_session = details._session
+    assert isinstance(asyncio_session, AsyncSmtpClient)
+    # And back: the asyncio session is ended, not left open behind the new one.
+    send_email(message("blocking again"), details, close_session=False, **options)
+    assert isinstance(details._session, SmtpClient)
+    assert not asyncio_session.is_connected
     details.close()
-    assert submission.server.connections == 2 and len(submission.server.messages) == 2
+    assert submission.server.connections == 3 and len(submission.server.messages) == 3
 
 
 def test_reconnects_when_the_server_dropped_the_idle_session(
